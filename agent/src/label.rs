@@ -13,12 +13,12 @@ use sha2::{Digest, Sha256};
 
 pub const LABEL_SIZE: u64 = 256 * 1024;
 pub const LABELS: usize = 4;
-const PHYS_OFFSET: usize = 16 * 1024;
-const PHYS_SIZE: usize = 112 * 1024;
-const RING_OFFSET: usize = 128 * 1024;
+pub const PHYS_OFFSET: usize = 16 * 1024;
+pub const PHYS_SIZE: usize = 112 * 1024;
+pub const RING_OFFSET: usize = 128 * 1024;
 const RING_SIZE: usize = 128 * 1024;
 /// zio_eck_t: magic (8 bytes) then a 4-word checksum, at the end of a checksummed block.
-const ECK_SIZE: usize = 40;
+pub const ECK_SIZE: usize = 40;
 const ECK_MAGIC: u64 = 0x0210_da7a_b10c_7a11;
 const UB_MAGIC: u64 = 0x00ba_b10c;
 const MMP_MAGIC: u64 = 0xa11c_ea11;
@@ -99,6 +99,24 @@ pub fn verify_embedded(block: &[u8], offset: u64) -> Result<Endian, BlockError> 
         Ok(e)
     } else {
         Err(BlockError::BadChecksum)
+    }
+}
+
+/// Write a valid embedded checksum trailer (the inverse of `verify_embedded`). Used to
+/// build test labels and to let the fuzzer reach the code behind the checksum.
+pub fn seal_embedded(block: &mut [u8], offset: u64, e: Endian) {
+    if block.len() < ECK_SIZE {
+        return;
+    }
+    let eck = block.len() - ECK_SIZE;
+    block[eck..eck + 8].copy_from_slice(&e.bytes(ECK_MAGIC));
+    block[eck + 8..eck + 16].copy_from_slice(&e.bytes(offset));
+    block[eck + 16..].fill(0);
+    let d = Sha256::digest(&*block);
+    for i in 0..4 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&d[8 * i..8 * i + 8]);
+        block[eck + 8 + 8 * i..eck + 16 + 8 * i].copy_from_slice(&e.bytes(u64::from_be_bytes(w)));
     }
 }
 
@@ -342,25 +360,11 @@ mod tests {
         assert_eq!(o, [0, LABEL_SIZE, 100 * mib - 2 * LABEL_SIZE, 100 * mib - LABEL_SIZE]);
     }
 
-    fn seal(block: &mut [u8], offset: u64, e: Endian) {
-        let eck = block.len() - ECK_SIZE;
-        block[eck..eck + 8].copy_from_slice(&e.bytes(ECK_MAGIC));
-        block[eck + 8..eck + 16].copy_from_slice(&e.bytes(offset));
-        block[eck + 16..].fill(0);
-        let d = Sha256::digest(&*block);
-        for i in 0..4 {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&d[8 * i..8 * i + 8]);
-            let v = u64::from_be_bytes(w);
-            block[eck + 8 + 8 * i..eck + 16 + 8 * i].copy_from_slice(&e.bytes(v));
-        }
-    }
-
     #[test]
     fn embedded_checksum_binds_the_offset() {
         for e in [Endian::Little, Endian::Big] {
             let mut b = vec![7u8; 4096];
-            seal(&mut b, 8192, e);
+            seal_embedded(&mut b, 8192, e);
             assert_eq!(verify_embedded(&b, 8192), Ok(e));
             assert_eq!(verify_embedded(&b, 4096), Err(BlockError::BadChecksum));
             b[5] ^= 1;
@@ -379,7 +383,7 @@ mod tests {
             s[0..8].copy_from_slice(&UB_MAGIC.to_le_bytes());
             s[16..24].copy_from_slice(&txg.to_le_bytes());
             s[32..40].copy_from_slice(&ts.to_le_bytes());
-            seal(s, label_off + (RING_OFFSET + n * 4096) as u64, Endian::Little);
+            seal_embedded(s, label_off + (RING_OFFSET + n * 4096) as u64, Endian::Little);
         };
         put(&mut ring, 3, 10, 5);
         put(&mut ring, 7, 12, 1);

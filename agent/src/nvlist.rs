@@ -348,6 +348,67 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Render a list the way `zdb -l` prints a label config, line for line, so decoded
+/// labels can be compared with what OpenZFS itself printed for the same device.
+pub fn zdb_dump(list: &NvList, indent: usize) -> String {
+    let mut out = String::new();
+    dump_into(&mut out, list, indent);
+    out
+}
+
+fn dump_into(out: &mut String, list: &NvList, ind: usize) {
+    use std::fmt::Write;
+    let pad = " ".repeat(ind);
+    fn each<T>(out: &mut String, pad: &str, name: &str, v: &[T], f: impl Fn(&T) -> String) {
+        for (i, e) in v.iter().enumerate() {
+            let _ = writeln!(out, "{pad}{name}[{i}]: {}", f(e));
+        }
+    }
+    for (name, v) in &list.pairs {
+        let one = |s: String| format!("{pad}{name}: {s}\n");
+        match v {
+            Value::Flag => {
+                let _ = writeln!(out, "{pad}{name}");
+            }
+            Value::Bool(b) => out.push_str(&one(b.to_string())),
+            Value::Byte(x) | Value::U8(x) => out.push_str(&one(x.to_string())),
+            Value::I8(x) => out.push_str(&one(x.to_string())),
+            Value::I16(x) => out.push_str(&one(x.to_string())),
+            Value::U16(x) => out.push_str(&one(x.to_string())),
+            Value::I32(x) => out.push_str(&one(x.to_string())),
+            Value::U32(x) => out.push_str(&one(x.to_string())),
+            Value::I64(x) => out.push_str(&one(x.to_string())),
+            Value::U64(x) => out.push_str(&one(x.to_string())),
+            Value::HrTime(x) => out.push_str(&one(format!("0x{:x}", *x as u64))),
+            Value::Double(x) => out.push_str(&one(format!("{x:.6}"))),
+            Value::Str(s) => out.push_str(&one(format!("'{s}'"))),
+            Value::Bytes(a) | Value::U8Array(a) => each(out, &pad, name, a, |e| e.to_string()),
+            Value::BoolArray(a) => each(out, &pad, name, a, |e| e.to_string()),
+            Value::I8Array(a) => each(out, &pad, name, a, |e| e.to_string()),
+            Value::I16Array(a) => each(out, &pad, name, a, |e| e.to_string()),
+            Value::U16Array(a) => each(out, &pad, name, a, |e| e.to_string()),
+            Value::I32Array(a) => each(out, &pad, name, a, |e| e.to_string()),
+            Value::U32Array(a) => each(out, &pad, name, a, |e| e.to_string()),
+            Value::I64Array(a) => each(out, &pad, name, a, |e| e.to_string()),
+            Value::U64Array(a) => each(out, &pad, name, a, |e| e.to_string()),
+            Value::StrArray(a) => each(out, &pad, name, a, |e| format!("'{e}'")),
+            Value::List(l) => {
+                let _ = writeln!(out, "{pad}{name}:");
+                dump_into(out, l, ind + 4);
+            }
+            Value::ListArray(ls) => {
+                for (i, l) in ls.iter().enumerate() {
+                    let _ = writeln!(out, "{pad}{name}[{i}]:");
+                    dump_into(out, l, ind + 4);
+                }
+            }
+            Value::Unknown(t) => {
+                let _ = writeln!(out, "bad config type {t} for {name}");
+            }
+        }
+    }
+}
+
 // JSON form: an nvlist becomes an object, arrays become arrays, flags become `true`.
 impl Serialize for NvList {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
