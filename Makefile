@@ -1,0 +1,59 @@
+# zroam — top-level targets. `make check` runs every test; `make demo` shows zroam on a
+# real pool. Both install what they need (apt packages, cargo-fuzz) and cache heavy
+# artifacts (guest kernel modules, builder ramdisk, pool images) in $(ZROAM_LAB_CACHE).
+
+SHELL := /bin/bash
+TARGET := x86_64-unknown-linux-gnu
+BIN := target/$(TARGET)/release/zroam
+export ZROAM_LAB_CACHE ?= /var/cache/zroam-lab
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := nvlist label gpt
+FUZZ_ENV := RUSTC_BOOTSTRAP=1
+
+.PHONY: all build setup toolchain check unit binary fuzz-regress lab-probe demo fuzz fixtures clean
+
+all: build
+
+build:
+	cargo build --release --locked
+
+# Host packages for the VM lab (QEMU, OpenZFS DKMS for the guest kernel, image tools).
+setup:
+	bash tests/lab/host-setup.sh
+
+# cargo-fuzz, built from crates.io (the stable toolchain runs it with RUSTC_BOOTSTRAP).
+toolchain:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+check: build setup toolchain unit binary fuzz-regress lab-probe
+
+unit:
+	cargo test --locked
+
+binary: build
+	bash tests/check-binary.sh $(BIN)
+
+# Replay every committed fuzz input: a crash that was fixed stays fixed.
+fuzz-regress: toolchain
+	cd agent/fuzz && for t in $(FUZZ_TARGETS); do \
+	  $(FUZZ_ENV) cargo fuzz run $$t corpus/$$t -- -runs=0 -rss_limit_mb=1024 || exit 1; done
+
+# Real pools (made by zpool in the builder VM) on loop devices; zroam probe vs zdb -l.
+lab-probe: build setup
+	python3 tests/lab/probe_loop.py $(BIN)
+
+demo: build setup
+	bash tests/lab/demo.sh $(BIN)
+
+# Long fuzzing runs (not part of check): FUZZ_SECONDS per target.
+fuzz: toolchain
+	cd agent/fuzz && for t in $(FUZZ_TARGETS); do mkdir -p corpus/$$t; \
+	  $(FUZZ_ENV) cargo fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) \
+	    -rss_limit_mb=1024 -max_len=300000 || exit 1; done
+
+# Regenerate the committed label fixtures from fresh pools (builder VM).
+fixtures: setup
+	bash tests/fixtures/capture.sh
+
+clean:
+	cargo clean

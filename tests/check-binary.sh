@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The release binary must be fully static (it is PID 1 in ramdisks without libc) and small.
+set -euo pipefail
+bin=${1:?usage: check-binary.sh PATH}
+pass=0 fail=0
+ok() { echo "ok: $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+desc=$(file -b "$bin")
+case "$desc" in *"static-pie linked"*|*"statically linked"*) ok "static: $desc";; *) bad "not static: $desc";; esac
+size=$(stat -c %s "$bin")
+if [ "$size" -le $((2 * 1024 * 1024)) ]; then ok "size $size bytes (<= 2 MiB)"; else bad "size $size bytes > 2 MiB"; fi
+# It must run with an empty environment and no /etc (as in an early ramdisk).
+if env -i "$bin" --version | grep -q '^zroam '; then ok "runs with an empty environment"; else bad "--version failed"; fi
+echo "binary: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
