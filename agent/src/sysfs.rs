@@ -174,4 +174,45 @@ mod tests {
         assert!(!skipped("sda") && !skipped("srv"));
         assert!(!skipped("loop0") && !skipped("nvme0n1p1"));
     }
+
+    /// A miniature sysfs: class/block links into a devices tree, as the kernel lays it out.
+    #[test]
+    fn reads_disks_and_partitions_from_a_sysfs_tree() {
+        use std::os::unix::fs::symlink;
+        let root = std::env::temp_dir().join(format!("zroam-sysfs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let disk = root.join("devices/pci0000:00/0000:00:05.0/usb2/2-1/2-1:1.0/host0/target0:0:0/0:0:0:0/block/sda");
+        let part = disk.join("sda2");
+        fs::create_dir_all(&part).unwrap();
+        fs::create_dir_all(disk.join("queue")).unwrap();
+        fs::create_dir_all(disk.join("device")).unwrap();
+        let w = |p: PathBuf, s: &str| fs::write(p, s).unwrap();
+        w(disk.join("dev"), "8:0\n");
+        w(disk.join("size"), "2048000\n");
+        w(disk.join("removable"), "1\n");
+        w(disk.join("queue/logical_block_size"), "4096\n");
+        w(disk.join("device/model"), "Stick   \n");
+        w(part.join("dev"), "8:2\n");
+        w(part.join("size"), "1024000\n");
+        w(part.join("partition"), "2\n");
+        w(part.join("start"), "2048\n");
+        let class = root.join("class/block");
+        fs::create_dir_all(&class).unwrap();
+        symlink(&disk, class.join("sda")).unwrap();
+        symlink(&part, class.join("sda2")).unwrap();
+        fs::create_dir_all(root.join("devices/virtual/block/ram0")).unwrap();
+        w(root.join("devices/virtual/block/ram0/dev"), "1:0");
+        w(root.join("devices/virtual/block/ram0/size"), "8192");
+        symlink(root.join("devices/virtual/block/ram0"), class.join("ram0")).unwrap();
+
+        let devs = enumerate(&root).unwrap();
+        let _ = fs::remove_dir_all(&root);
+        assert_eq!(devs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["sda", "sda2"]);
+        let (d, p) = (&devs[0], &devs[1]);
+        assert_eq!((d.size, d.bus, d.removable, d.logical_block_size), (2048000 * 512, Bus::Usb, true, 4096));
+        assert_eq!(d.model.as_deref(), Some("Stick"));
+        assert_eq!((p.partition, p.parent.as_deref(), p.start), (Some(2), Some("sda"), Some(2048 * 512)));
+        assert!(p.removable, "a partition inherits its disk's removable flag");
+        assert_eq!(p.node, "/dev/sda2");
+    }
 }
