@@ -64,7 +64,7 @@ fn labels_of(d: &Disk) -> DeviceLabels {
 fn zdb_blocks(text: &str) -> BTreeMap<u8, Option<String>> {
     let mut out = BTreeMap::new();
     let mut cur: Option<(u8, Vec<&str>)> = None;
-    let mut flush = |cur: &mut Option<(u8, Vec<&str>)>, out: &mut BTreeMap<u8, Option<String>>| {
+    let flush = |cur: &mut Option<(u8, Vec<&str>)>, out: &mut BTreeMap<u8, Option<String>>| {
         let Some((first, lines)) = cur.take() else { return };
         let failed = lines.iter().any(|l| l.contains("failed to"));
         // The block applies to every label listed in its "labels = …" line.
@@ -171,4 +171,81 @@ fn scenarios_assemble_as_built() {
             assert!(p.top_levels.iter().any(|t| t.class == "log"));
         }
     }
+}
+
+/// sgdisk's view of a disk: disk GUID, then per partition (type, unique GUID, first, last, name).
+fn sgdisk_view(text: &str) -> (String, Vec<(String, String, u64, u64, String)>) {
+    let field = |l: &str, k: &str| l.strip_prefix(k).map(|v| v.trim().to_string());
+    let disk = text.lines().find_map(|l| field(l, "Disk identifier (GUID):")).unwrap();
+    let mut parts = Vec::new();
+    let mut cur: Vec<String> = Vec::new();
+    for l in text.lines() {
+        if let Some(v) = field(l, "Partition GUID code:") {
+            cur = vec![v.split_whitespace().next().unwrap().to_string()];
+        } else if let Some(v) = field(l, "Partition unique GUID:") {
+            cur.push(v);
+        } else if let Some(v) = field(l, "First sector:").or_else(|| field(l, "Last sector:")) {
+            cur.push(v.split_whitespace().next().unwrap().to_string());
+        } else if let Some(v) = field(l, "Partition name:") {
+            let name = v.trim_matches('\'').to_string();
+            parts.push((cur[0].clone(), cur[1].clone(), cur[2].parse().unwrap(), cur[3].parse().unwrap(), name));
+        }
+    }
+    (disk, parts)
+}
+
+#[test]
+fn gpt_and_esp_match_sgdisk_and_blkid() {
+    for d in disks() {
+        let disk = json(&d.dir.join("disk.json"));
+        let size = disk["size_bytes"].as_u64().unwrap();
+        let head = gunzip(&d.dir.join("gpt-head.bin.gz"));
+        let tail = gunzip(&d.dir.join("gpt-tail.bin.gz"));
+        let (disk_guid, parts) = sgdisk_view(&fs::read_to_string(d.dir.join("sgdisk.txt")).unwrap());
+        let mut src = RegionSource { size, regions: vec![(0, head), (size - tail.len() as u64, tail)] };
+        let g = zroam::gpt::read(&src, 512).unwrap();
+        assert!(!g.from_backup);
+        assert_eq!(g.disk_guid.to_string().to_uppercase(), disk_guid, "{}", d.dir.display());
+        let ours: Vec<_> = g
+            .partitions
+            .iter()
+            .map(|p| (p.type_guid.to_string().to_uppercase(), p.partuuid.to_string().to_uppercase(), p.first_lba, p.last_lba, p.name.clone()))
+            .collect();
+        assert_eq!(ours, parts, "{}", d.dir.display());
+        assert_eq!(g.partitions[0].kind, zroam::gpt::PartKind::Esp);
+        assert_eq!(g.partitions[1].kind, zroam::gpt::PartKind::Zfs);
+        // With the primary header destroyed, the backup at the end gives the same table.
+        src.regions[0].1[512..520].fill(0);
+        let b = zroam::gpt::read(&src, 512).unwrap();
+        assert!(b.from_backup);
+        assert_eq!(b.partitions, g.partitions);
+
+        let blkid = fs::read_to_string(d.dir.join("esp-blkid.txt")).unwrap();
+        let uuid = blkid.lines().find_map(|l| l.strip_prefix("UUID=")).expect("blkid saw the ESP");
+        let fat = zroam::fat::parse(&gunzip(&d.dir.join("esp-boot.bin.gz"))).expect("FAT boot sector");
+        assert_eq!((fat.kind.as_str(), fat.serial.as_str(), fat.label.as_str()), ("FAT32", uuid, "EFI"));
+    }
+}
+
+#[test]
+fn damaged_copies_are_named_and_the_newest_valid_copy_is_kept() {
+    let d = disks().into_iter().find(|d| d.scenario == "mirror2").expect("mirror2 captured");
+    let size = d.meta["part_size_bytes"].as_u64().unwrap();
+    let back = d.meta["back_offset_bytes"].as_u64().unwrap();
+    let mut front = gunzip(&d.dir.join("front.bin.gz"));
+    let good = labels_of(&d);
+    // Zero label 0 entirely and flip one byte in label 1's config: both must be reported,
+    // and labels 2/3 (at the aligned end) must carry the device.
+    front[..256 * 1024].fill(0);
+    front[256 * 1024 + 16 * 1024 + 100] ^= 0x55;
+    let src = RegionSource { size, regions: vec![(0, front), (back, gunzip(&d.dir.join("back.bin.gz")))] };
+    let l = read_labels(&src).unwrap();
+    assert_eq!(l.damaged(), vec![0, 1]);
+    assert!(matches!(l.copies[0].state, CopyState::Blank));
+    assert!(matches!(l.copies[1].state, CopyState::Damaged));
+    assert!(l.chosen == Some(2) || l.chosen == Some(3));
+    assert_eq!(zdb_dump(l.config().unwrap(), 4), zdb_dump(good.config().unwrap(), 4));
+    // The same regions one sector off (a partition misread by 512 bytes) verify nothing.
+    let shifted = RegionSource { size: size + 512, regions: src.regions.iter().map(|(o, v)| (o + 512, v.clone())).collect() };
+    assert!(read_labels(&shifted).unwrap().chosen.is_none());
 }

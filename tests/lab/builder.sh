@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The builder VM: the guest kernel with a throwaway busybox ramdisk that carries OpenZFS
+# (zpool, zfs, zdb) and disk tools, used to make pool images with the real zpool — the
+# host runs another kernel and cannot load the DKMS-built zfs.ko.
+#
+# Source it, then:
+#   lab_builder_initrd            -> prints the cached ramdisk path (built once per hash)
+#   lab_run_job JOB OUTDIR DISK.. -> boots the VM with DISK.. as virtio disks (vda, vdb, …),
+#                                    runs JOB (a shell script) inside, and unpacks what the job
+#                                    left in /out into OUTDIR (via a raw "out" disk, no 9p).
+set -euo pipefail
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export ZROAM_LAB_CACHE=${ZROAM_LAB_CACHE:-/var/cache/zroam-lab}
+LAB_KVER=$("$LAB_DIR/guest-kernel.sh")
+LAB_KERNEL=/boot/vmlinuz-$LAB_KVER
+# Storage and filesystem modules the lab's guests may need, plus OpenZFS.
+LAB_MODULES=(virtio_blk virtio_scsi sd_mod ahci nvme xhci_pci usb_storage uas vfat nls_cp437
+  nls_ascii efivarfs loop raid1 dm_crypt spl zfs)
+LAB_TOOLS=(zpool zfs zdb zgenhostid sgdisk mkfs.vfat blkid wipefs mdadm cryptsetup)
+
+lab_log() { echo "lab: $*" >&2; }
+
+# Copy a binary and the shared libraries it needs into a ramdisk tree.
+lab_copy_exec() {
+  local root=$1 bin lib
+  bin=$(command -v "$2")
+  install -D -m 0755 "$bin" "$root/bin/$(basename "$bin")"
+  for lib in $(ldd "$bin" 2>/dev/null | grep -o '/[^ ]*'); do
+    [ -e "$root$lib" ] || install -D -m 0755 "$lib" "$root$lib"
+  done
+}
+
+# Unpack kernel modules (with their dependencies, in load order) into a ramdisk tree;
+# Debian ships .ko.xz, which busybox insmod cannot read, so they are decompressed here.
+lab_copy_modules() {
+  local root=$1; shift
+  local order=$root/etc/modules.order ko dst
+  : > "$order"
+  modprobe -S "$LAB_KVER" -a --show-depends "$@" | awk '$1 == "insmod" {print $2}' |
+    while read -r ko; do
+      dst=/lib/modules/$(basename "${ko%.xz}")
+      grep -qxF "$dst" "$order" && continue
+      mkdir -p "$root/lib/modules"
+      case "$ko" in
+        *.xz) xz -dc "$ko" > "$root$dst" ;;
+        *.zst) zstd -qdc "$ko" > "$root$dst" ;;
+        *) cp "$ko" "$root$dst" ;;
+      esac
+      echo "$dst" >> "$order"
+    done
+}
+
+lab_builder_initrd() {
+  local key out root
+  key=$( (cat "${BASH_SOURCE[0]}"; echo "$LAB_KVER"; sha256sum "/lib/modules/$LAB_KVER/updates/dkms/zfs.ko"*) |
+    sha256sum | cut -c1-16)
+  out=$ZROAM_LAB_CACHE/builder-$key.cpio.gz
+  if [ ! -s "$out" ]; then
+    lab_log "building the builder ramdisk for $LAB_KVER"
+    mkdir -p "$ZROAM_LAB_CACHE"
+    root=$(mktemp -d)
+    mkdir -p "$root"/{bin,dev,proc,sys,tmp,run,etc,mnt,out}
+    cp /bin/busybox "$root/bin/busybox"
+    for t in "${LAB_TOOLS[@]}"; do lab_copy_exec "$root" "$t"; done
+    # zpool loads libgcc_s at run time (thread cancellation) without listing it.
+    cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$root/lib/x86_64-linux-gnu/"
+    lab_copy_modules "$root" "${LAB_MODULES[@]}"
+    ln -s /proc/self/mounts "$root/etc/mtab"
+    cat > "$root/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+for m in $(cat /etc/modules.order); do insmod "$m" 2>/dev/null; done
+out=$(sed -n 's/.*lab\.out=\([a-z]*\).*/\1/p' /proc/cmdline)
+i=0; while [ ! -b "/dev/$out" ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done
+[ -b "/dev/$out" ] || echo "LAB: out disk /dev/$out never appeared"
+echo "LAB: job starts"
+cd /out && sh -e -x /job.sh > /out/job.log 2>&1; echo $? > /out/rc
+echo "LAB: job rc=$(cat /out/rc)"; tail -n 20 /out/job.log
+tar -cf "/dev/$out" -C /out . && sync
+poweroff -f
+INIT
+    chmod +x "$root/init"
+    (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out.tmp"
+    mv "$out.tmp" "$out"
+    rm -rf "$root"
+  fi
+  echo "$out"
+}
+
+# lab_run_job JOB OUTDIR DISK...
+lab_run_job() {
+  local job=$1 outdir=$2; shift 2
+  local initrd work letter n=0 args=() rc
+  initrd=$(lab_builder_initrd)
+  work=$(mktemp -d)
+  mkdir -p "$work/root" "$outdir"
+  cp "$job" "$work/root/job.sh"
+  # A second cpio appended to the first: the kernel unpacks both.
+  (cd "$work/root" && echo job.sh | cpio -o -H newc --quiet | gzip -1) > "$work/job.cpio"
+  cat "$initrd" "$work/job.cpio" > "$work/initrd"
+  for d in "$@"; do args+=(-drive "file=$d,format=raw,if=virtio,cache=unsafe"); n=$((n + 1)); done
+  truncate -s 64M "$work/out.img"
+  args+=(-drive "file=$work/out.img,format=raw,if=virtio")
+  letter=$(printf "\\x$(printf %x $((97 + n)))")
+  local t0=$SECONDS
+  if ! timeout 600 qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 2048 -nographic \
+      -no-reboot -nodefaults -serial stdio -kernel "$LAB_KERNEL" -initrd "$work/initrd" \
+      -append "console=ttyS0 panic=-1 quiet lab.out=vd$letter" "${args[@]}" > "$outdir/serial.log" 2>&1; then
+    lab_log "builder VM failed or timed out; serial log: $outdir/serial.log"
+    rm -rf "$work"; return 1
+  fi
+  tar -xf "$work/out.img" -C "$outdir" 2>/dev/null || true
+  rm -rf "$work"
+  rc=$(cat "$outdir/rc" 2>/dev/null || echo missing)
+  lab_log "job $(basename "$job") finished in $((SECONDS - t0)) s (rc=$rc)"
+  if [ "$rc" != 0 ]; then
+    lab_log "job failed; see $outdir/job.log and $outdir/serial.log"
+    tail -n 30 "$outdir/job.log" "$outdir/serial.log" >&2 || true
+    return 1
+  fi
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  case "${1:-}" in
+    initrd) lab_builder_initrd ;;
+    run) shift; lab_run_job "$@" ;;
+    *) echo "usage: builder.sh initrd | run JOB OUTDIR DISK..." >&2; exit 2 ;;
+  esac
+fi
