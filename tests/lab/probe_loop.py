@@ -127,6 +127,26 @@ def check_scenario(binary, scen, results):
             run("losetup", "-d", loop, check=False)
 
 
+def check_name_collision(binary, results):
+    """Three pools all named rpool, attached at once: each must stay its own pool."""
+    loops = []
+    try:
+        for scen in ("single", "active", "mirror-missing"):
+            img = scenario_images(scen)[0]
+            for off, size in zfs_partitions(img):
+                loops.append(run("losetup", "-f", "--show", "-r", "-o", str(off),
+                                 "--sizelimit", str(size), img).stdout.strip())
+        rep = json.loads(run(binary, "probe", "--json").stdout)
+        want = sorted(zdb_pools(l) for l in loops)
+        got = sorted((p["name"], p["guid"]) for p in rep["pools"] if p["name"] == "rpool")
+        ok = want == got and len(set(g for _, g in got)) == 3
+        print(f"{'ok' if ok else 'FAIL'}: name collision: zdb {want}, zroam {got}")
+        results.append(ok)
+    finally:
+        for loop in loops:
+            run("losetup", "-d", loop, check=False)
+
+
 def main():
     binary = os.path.abspath(sys.argv[1])
     # Make sure the pool images exist (built once by real zpool in the builder VM, cached).
@@ -134,6 +154,7 @@ def main():
     results = []
     for scen in EXPECT:
         check_scenario(binary, scen, results)
+    check_name_collision(binary, results)
     passed = sum(results)
     print(f"lab-probe: {passed} passed, {len(results) - passed} failed")
     sys.exit(0 if passed == len(results) else 1)
