@@ -236,24 +236,29 @@ pub struct LabelCopy {
     pub best_uberblock: Option<Uberblock>,
 }
 
+impl LabelCopy {
+    /// A copy that could not be read at all.
+    fn unreadable(index: u8, offset: u64, error: String) -> Self {
+        LabelCopy {
+            index,
+            offset,
+            state: CopyState::Unreadable,
+            error: Some(error),
+            txg: None,
+            uberblocks: 0,
+            bad_uberblocks: 0,
+            config: None,
+            best_uberblock: None,
+        }
+    }
+}
+
 /// Decode one 256 KiB label read from `offset`. Pure: no I/O.
 pub fn decode_label(buf: &[u8], index: u8, offset: u64) -> LabelCopy {
-    let mut copy = LabelCopy {
-        index,
-        offset,
-        state: CopyState::Valid,
-        error: None,
-        txg: None,
-        uberblocks: 0,
-        bad_uberblocks: 0,
-        config: None,
-        best_uberblock: None,
-    };
     if buf.len() != LABEL_SIZE as usize {
-        copy.state = CopyState::Unreadable;
-        copy.error = Some(format!("label is {} bytes, expected {LABEL_SIZE}", buf.len()));
-        return copy;
+        return LabelCopy::unreadable(index, offset, format!("label is {} bytes, expected {LABEL_SIZE}", buf.len()));
     }
+    let mut copy = LabelCopy { state: CopyState::Valid, error: None, ..LabelCopy::unreadable(index, offset, String::new()) };
     let phys = &buf[PHYS_OFFSET..PHYS_OFFSET + PHYS_SIZE];
     match verify_embedded(phys, offset + PHYS_OFFSET as u64) {
         Ok(_) => match nvlist::unpack(&phys[..PHYS_SIZE - ECK_SIZE]) {
@@ -331,17 +336,7 @@ pub fn read_labels(src: &dyn BlockSource) -> Option<DeviceLabels> {
         .enumerate()
         .map(|(i, off)| match src.read_vec(*off, LABEL_SIZE as usize) {
             Ok(buf) => decode_label(&buf, i as u8, *off),
-            Err(e) => LabelCopy {
-                index: i as u8,
-                offset: *off,
-                state: CopyState::Unreadable,
-                error: Some(format!("read failed: {e}")),
-                txg: None,
-                uberblocks: 0,
-                bad_uberblocks: 0,
-                config: None,
-                best_uberblock: None,
-            },
+            Err(e) => LabelCopy::unreadable(i as u8, *off, format!("read failed: {e}")),
         })
         .collect();
     Some(DeviceLabels::choose(copies))

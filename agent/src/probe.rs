@@ -160,11 +160,23 @@ fn dev_for_path(p: &Path) -> BlockDev {
     }
 }
 
-fn probe_one(dev: &BlockDev) -> (Contents, Option<String>) {
-    match FileSource::open(Path::new(&dev.node)) {
-        Ok(src) => (read_contents(&src, dev.partition.is_none(), dev.logical_block_size), None),
-        Err(e) => (Contents::default(), Some(format!("open {}: {e}", dev.node))),
-    }
+/// What one probe thread found, and how long it took.
+#[derive(Clone)]
+struct Probed {
+    contents: Contents,
+    error: Option<String>,
+    /// The size the open device reported (files named with --dev have no sysfs size).
+    size: u64,
+    elapsed: Duration,
+}
+
+fn probe_one(dev: &BlockDev) -> Probed {
+    let t = Instant::now();
+    let (contents, error, size) = match FileSource::open(Path::new(&dev.node)) {
+        Ok(src) => (read_contents(&src, dev.partition.is_none(), dev.logical_block_size), None, src.size()),
+        Err(e) => (Contents::default(), Some(format!("open {}: {e}", dev.node)), 0),
+    };
+    Probed { contents, error, size, elapsed: t.elapsed() }
 }
 
 /// Probe devices in parallel. Each runs on its own thread; any not done by the deadline
@@ -197,20 +209,18 @@ pub fn probe(opts: &Options) -> ProbeReport {
             .name(format!("probe-{}", d.name))
             .stack_size(256 * 1024)
             .spawn(move || {
-                let t = Instant::now();
-                let (c, err) = probe_one(&d);
-                let _ = tx.send((i, c, err, t.elapsed()));
+                let _ = tx.send((i, probe_one(&d)));
             })
             .map_err(|e| warnings.push(format!("cannot start a probe thread: {e}")))
             .ok();
     }
     drop(tx);
-    let mut results: Vec<Option<(Contents, Option<String>, Duration)>> = vec![None; devs.len()];
+    let mut results: Vec<Option<Probed>> = vec![None; devs.len()];
     let deadline = Instant::now() + opts.device_timeout;
     while results.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok((i, c, err, el)) => results[i] = Some((c, err, el)),
+            Ok((i, p)) => results[i] = Some(p),
             Err(_) => break,
         }
     }
@@ -219,16 +229,19 @@ pub fn probe(opts: &Options) -> ProbeReport {
         .into_iter()
         .zip(results)
         .map(|(mut dev, r)| {
-            let (contents, error, el) = r.unwrap_or_else(|| {
-                (Contents::default(), Some(format!("no answer within {:?}", opts.device_timeout)), opts.device_timeout)
+            let Probed { contents, error, size, elapsed } = r.unwrap_or_else(|| Probed {
+                contents: Contents::default(),
+                error: Some(format!("no answer within {:?}", opts.device_timeout)),
+                size: 0,
+                elapsed: opts.device_timeout,
             });
             if let Some(e) = &error {
                 warnings.push(format!("{}: {e}", dev.node));
             }
             if dev.size == 0 {
-                dev.size = FileSource::open(Path::new(&dev.node)).map(|s| s.size()).unwrap_or(0);
+                dev.size = size;
             }
-            DeviceReport { dev, gpt_entry: None, contents, elapsed_ms: ms(el), error }
+            DeviceReport { dev, gpt_entry: None, contents, elapsed_ms: ms(elapsed), error }
         })
         .collect();
     link_partitions(&mut reports);

@@ -21,6 +21,18 @@ LAB_TOOLS=(zpool zfs zdb zgenhostid sgdisk mkfs.vfat blkid wipefs mdadm cryptset
 
 lab_log() { echo "lab: $*" >&2; }
 
+# Name of the Nth virtio disk (0 -> vda).
+lab_disk_name() { printf "vd\\x$(printf %x $((97 + $1)))"; }
+
+# Byte offset and size of partition N of a disk image, from sgdisk: "OFFSET SIZE".
+lab_part_geom() {
+  local info first last
+  info=$(sgdisk -i "$2" "$1")
+  first=$(awk '/^First sector:/ {print $3}' <<<"$info")
+  last=$(awk '/^Last sector:/ {print $3}' <<<"$info")
+  echo "$((first * 512)) $(((last - first + 1) * 512))"
+}
+
 # Copy a binary and the shared libraries it needs into a ramdisk tree.
 lab_copy_exec() {
   local root=$1 bin lib
@@ -94,7 +106,7 @@ INIT
 # lab_run_job JOB OUTDIR DISK...
 lab_run_job() {
   local job=$1 outdir=$2; shift 2
-  local initrd work letter n=0 args=() rc
+  local initrd work n=0 args=() rc
   initrd=$(lab_builder_initrd)
   work=$(mktemp -d)
   mkdir -p "$work/root" "$outdir"
@@ -105,11 +117,10 @@ lab_run_job() {
   for d in "$@"; do args+=(-drive "file=$d,format=raw,if=virtio,cache=unsafe"); n=$((n + 1)); done
   truncate -s 64M "$work/out.img"
   args+=(-drive "file=$work/out.img,format=raw,if=virtio")
-  letter=$(printf "\\x$(printf %x $((97 + n)))")
   local t0=$SECONDS
   if ! timeout 600 qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 2048 -nographic \
       -no-reboot -nodefaults -serial stdio -kernel "$LAB_KERNEL" -initrd "$work/initrd" \
-      -append "console=ttyS0 panic=-1 quiet lab.out=vd$letter" "${args[@]}" > "$outdir/serial.log" 2>&1; then
+      -append "console=ttyS0 panic=-1 quiet lab.out=$(lab_disk_name $n)" "${args[@]}" > "$outdir/serial.log" 2>&1; then
     lab_log "builder VM failed or timed out; serial log: $outdir/serial.log"
     rm -rf "$work"; return 1
   fi

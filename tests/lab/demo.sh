@@ -7,16 +7,17 @@ set -euo pipefail
 shopt -s inherit_errexit
 bin=$(realpath "${1:?usage: demo.sh ZROAM_BINARY}")
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=builder.sh
+source "$here/builder.sh"
 bash "$here/../fixtures/capture.sh" --images-only mirror2 mirror-missing
 cache=${ZROAM_LAB_CACHE:-/var/cache/zroam-lab}/images
 loops=()
 cleanup() { for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done; }
 trap cleanup EXIT
 attach() { # IMG PARTNO
-  local info first last
-  info=$(sgdisk -i "$2" "$1")
-  first=$(awk '/^First sector:/ {print $3}' <<<"$info"); last=$(awk '/^Last sector:/ {print $3}' <<<"$info")
-  loops+=("$(losetup -r -f --show -o $((first * 512)) --sizelimit $(((last - first + 1) * 512)) "$1")")
+  local off size
+  read -r off size < <(lab_part_geom "$1" "$2")
+  loops+=("$(losetup -r -f --show -o "$off" --sizelimit "$size" "$1")")
 }
 # The complete mirror, and the mirror whose second disk is gone.
 attach "$cache/mirror2/vda.img" 1; attach "$cache/mirror2/vda.img" 2; attach "$cache/mirror2/vdb.img" 2
