@@ -1,0 +1,421 @@
+//! The effectful shell of stages 2-9: waits on uevents, runs zpool/zfs, mounts, pivots. Every
+//! decision is made by the pure modules (choose, be, import); this file only applies them
+//! and records what happened in the report.
+
+use crate::be;
+use crate::choose::{self, Choice, Facts, HostidAction, Readiness};
+use crate::cmdline::Cmdline;
+use crate::efi::{self, BootedEsp};
+use crate::hostid;
+use crate::import;
+use crate::modules;
+use crate::pivot;
+use crate::probe::{self, ProbeReport};
+use crate::report::{self, DeviceEvent, Failure, Hostid, ImportRecord, MountRecord, Report, Stage};
+use crate::run;
+use crate::uevent::{Listener, Uevent};
+use nix::mount::{mount, MsFlags};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// Bounds on helpers: loading zfs.ko under emulation takes seconds, an import with a
+/// multihost activity check tens of seconds.
+const MODPROBE_BOUND: Duration = Duration::from_secs(90);
+const IMPORT_BOUND: Duration = Duration::from_secs(180);
+const ZFS_BOUND: Duration = Duration::from_secs(60);
+/// After one uevent, how long to gather its companions (a disk's partitions) into one batch.
+const SETTLE: Duration = Duration::from_millis(30);
+
+pub struct Options {
+    pub cmdline: Cmdline,
+    pub sysroot: PathBuf,
+    pub switch: bool,
+    /// Load hardware modules ourselves (PID 1 of our own ramdisk; a generator has udev).
+    pub load_hw_modules: bool,
+    pub sys: PathBuf,
+    pub report_path: PathBuf,
+}
+
+pub struct Boot {
+    t0: Instant,
+    pub report: Report,
+    opts: Options,
+    children: Vec<Child>,
+    zfs_modprobe: Option<Child>,
+}
+
+fn fail(stage: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Failure {
+    Failure { stage, message: message.into(), hint: hint.into(), candidates: Vec::new() }
+}
+
+/// Pools with a member on the disk whose ESP the firmware booted.
+pub fn boot_disk_pools(rep: &ProbeReport, booted: Option<&BootedEsp>) -> Vec<u64> {
+    let Some(b) = booted else { return Vec::new() };
+    let disk = rep
+        .devices
+        .iter()
+        .find(|d| d.gpt_entry.as_ref().is_some_and(|p| p.partuuid == b.partuuid))
+        .and_then(|d| d.dev.parent.clone());
+    let Some(disk) = disk else { return Vec::new() };
+    let on_disk = |node: &str| {
+        rep.devices.iter().any(|d| d.dev.node == node && (d.dev.parent.as_deref() == Some(&disk) || d.dev.name == disk))
+    };
+    rep.pools.iter().filter(|p| p.members.iter().any(|m| on_disk(&m.device))).map(|p| p.guid).collect()
+}
+
+impl Boot {
+    pub fn new(opts: Options, mode: &'static str) -> Self {
+        let report = Report {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_at_start: report::uptime(),
+            mode,
+            cmdline: Some(opts.cmdline.clone()),
+            outcome: "running",
+            ..Report::default()
+        };
+        Boot { t0: Instant::now(), report, opts, children: Vec::new(), zfs_modprobe: None }
+    }
+
+    fn ms(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
+    }
+
+    fn stage<T>(&mut self, name: &'static str, f: impl FnOnce(&mut Self) -> T) -> T {
+        let start = self.ms();
+        let r = f(self);
+        let ms = self.ms() - start;
+        self.report.stages.push(Stage { name, start_ms: start, ms });
+        r
+    }
+
+    fn warn(&mut self, w: String) {
+        log::warn!("{w}");
+        self.report.warnings.push(w);
+    }
+
+    pub fn write_report(&mut self) {
+        let p = self.opts.report_path.clone();
+        if let Err(e) = self.report.write(&p) {
+            log::warn!("cannot write {}: {e}", p.display());
+        }
+    }
+
+    /// Stages 2-7 (and 9 with `switch`). On failure the report is written and the failure
+    /// returned for the caller to show.
+    pub fn run(&mut self) -> Result<(), Failure> {
+        let r = self.run_inner();
+        if let Err(f) = &r {
+            self.report.outcome = "failed";
+            self.report.failure = Some(f.clone());
+            self.write_report();
+        }
+        r
+    }
+
+    fn run_inner(&mut self) -> Result<(), Failure> {
+        for w in self.opts.cmdline.warnings.clone() {
+            self.warn(w);
+        }
+        if let Some(r) = self.opts.cmdline.foreign_root.clone() {
+            self.warn(format!("root={r} is not a ZFS root; looking for a ZFS pool anyway"));
+        }
+        // Listen before the first probe so no device slips between the two.
+        let listener = match Listener::open() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                self.warn(format!("no uevent socket ({e}); looking again every 250 ms instead"));
+                None
+            }
+        };
+        self.stage("modules", |b| b.load_modules());
+        let booted = efi::booted_esp(&self.opts.sys.join("firmware/efi/efivars"));
+        if let Some(b) = &booted {
+            log::info!("firmware booted the ESP with PARTUUID {} ({})", b.partuuid, b.source);
+        }
+        self.report.booted_esp = booted.clone();
+        let my_hostid = hostid::current(Path::new("/"));
+
+        let (choice, rep) = self.stage("wait", |b| b.wait_for_pool(listener.as_ref(), booted.as_ref(), my_hostid))?;
+        let Choice::Chosen { guid, name, reason, .. } = &choice else { unreachable!("wait returns a chosen pool") };
+        let (guid, name) = (*guid, name.clone());
+        log::info!("pool {name} (guid {guid}): {reason}");
+        let pool = rep.pools.iter().find(|p| p.guid == guid).cloned().expect("chosen from these pools");
+        self.report.pool = Some(choice.clone());
+        self.report.probe = Some(rep);
+
+        let action = choose::hostid_action(&pool, my_hostid, &self.opts.cmdline);
+        self.report.hostid = Some(Hostid {
+            system: my_hostid.map(|h| format!("{h:08x}")),
+            label: pool.hostid.map(|h| format!("{h:08x}")),
+            action: action.clone(),
+        });
+        if let HostidAction::Refuse { why, hint } = &action {
+            return Err(fail("hostid", why.clone(), hint.clone()));
+        }
+
+        self.stage("zfs-module", |b| b.wait_zfs_module())?;
+        if let HostidAction::Adopt { hostid: h } = action {
+            log::info!("adopting hostid {h:08x} from {name}'s label (this system had {:?})", my_hostid.map(|m| format!("{m:08x}")));
+            hostid::adopt(h).map_err(|e| fail("hostid", format!("cannot adopt hostid {h:08x}: {e}"), "zroam.force=1"))?;
+        }
+        let devices: Vec<String> = pool.members.iter().filter(|m| m.current).map(|m| m.device.clone()).collect();
+        let force = self.opts.cmdline.force || action == HostidAction::Force;
+        self.stage("import", |b| b.import(guid, &name, &devices, force))?;
+        let plan = self.stage("choose-be", |b| b.choose_be(&name))?;
+        self.stage("mount", |b| b.mount_all(&plan))?;
+        self.report.be = Some(plan);
+
+        if !self.opts.switch {
+            self.report.outcome = "mounted";
+            self.write_report();
+            return Ok(());
+        }
+        if self.opts.cmdline.shell {
+            self.write_report();
+            crate::emergency::shell("zroam.shell=1: the root is mounted at /sysroot; exit the shell to boot it");
+        }
+        let init = self.opts.cmdline.init.clone().unwrap_or_else(|| {
+            ["/sbin/init", "/lib/systemd/systemd", "/etc/init", "/bin/init"]
+                .into_iter()
+                .find(|i| pivot::resolve_in(&self.opts.sysroot, i).is_some())
+                .unwrap_or("/sbin/init")
+                .to_string()
+        });
+        self.report.init = Some(init.clone());
+        self.report.outcome = "booted";
+        let start = self.ms();
+        self.report.stages.push(Stage { name: "pivot", start_ms: start, ms: 0 });
+        self.write_report();
+        log::info!("switching root to {} and running {init} ({} ms after start)", self.opts.sysroot.display(), start);
+        let e = pivot::switch_root(&self.opts.sysroot, &init).unwrap_err();
+        Err(fail("pivot", e.to_string(), "init=PATH names another init"))
+    }
+
+    fn load_modules(&mut self) {
+        if !modules::zfs_loaded() {
+            match modules::spawn_modprobe(&["zfs".to_string()]) {
+                Ok(c) => self.zfs_modprobe = Some(c),
+                Err(e) => self.warn(format!("cannot load zfs: {e}")),
+            }
+        }
+        if self.opts.load_hw_modules {
+            let aliases = modules::present_aliases(&self.opts.sys);
+            self.spawn_aliases(aliases);
+        }
+    }
+
+    fn spawn_aliases(&mut self, aliases: Vec<String>) {
+        if aliases.is_empty() {
+            return;
+        }
+        log::debug!("loading modules for {}", aliases.join(" "));
+        self.report.modules.extend(aliases.iter().cloned());
+        match modules::spawn_modprobe(&aliases) {
+            Ok(c) => self.children.push(c),
+            Err(e) => self.warn(format!("cannot load storage modules: {e}")),
+        }
+    }
+
+    fn wait_zfs_module(&mut self) -> Result<(), Failure> {
+        if let Some(mut c) = self.zfs_modprobe.take() {
+            let until = Instant::now() + MODPROBE_BOUND;
+            loop {
+                match c.try_wait() {
+                    Ok(Some(st)) if !st.success() && !modules::zfs_loaded() => {
+                        return Err(fail("zfs-module", format!("modprobe zfs failed ({st})"), "rebuild the ramdisk with the zfs modules for this kernel"));
+                    }
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+                    _ => {
+                        let _ = c.kill();
+                        return Err(fail("zfs-module", "modprobe zfs did not finish in 90 s", "zroam.debug=1 and dmesg show why"));
+                    }
+                }
+            }
+        }
+        // devtmpfs creates /dev/zfs as the module registers it.
+        let until = Instant::now() + Duration::from_secs(5);
+        while !Path::new("/dev/zfs").exists() {
+            if Instant::now() > until {
+                return Err(fail("zfs-module", "/dev/zfs did not appear after loading zfs", "check that the ramdisk's zfs.ko matches this kernel"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self) {
+        self.children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+    }
+
+    fn handle_events(&mut self, events: Vec<(Instant, Uevent)>) -> bool {
+        let mut block = false;
+        let mut aliases = Vec::new();
+        for (at, ev) in events {
+            if ev.is_block_change() {
+                block = true;
+                let t_ms = at.saturating_duration_since(self.t0).as_millis() as u64;
+                let device = ev.devname.clone().unwrap_or(ev.devpath.clone());
+                log::debug!("uevent {} {device}", ev.action);
+                self.report.events.push(DeviceEvent { t_ms, action: ev.action.clone(), device });
+            }
+            if ev.action == "add" && self.opts.load_hw_modules {
+                if let Some(a) = ev.modalias.filter(|a| modules::storage_alias(a)) {
+                    aliases.push(a);
+                }
+            }
+        }
+        self.spawn_aliases(aliases);
+        self.reap();
+        block
+    }
+
+    fn wait_for_pool(
+        &mut self,
+        listener: Option<&Listener>,
+        booted: Option<&BootedEsp>,
+        hostid: Option<u32>,
+    ) -> Result<(Choice, ProbeReport), Failure> {
+        let cmd = self.opts.cmdline.clone();
+        let deadline = Instant::now() + cmd.wait;
+        let popts = probe::Options { sys: self.opts.sys.clone(), ..probe::Options::default() };
+        let mut grace_until: Option<Instant> = None;
+        let mut last_why = String::new();
+        loop {
+            let rep = probe::probe(&popts);
+            let facts = Facts { hostid, boot_disk_pools: boot_disk_pools(&rep, booted) };
+            let choice = choose::choose(&rep.pools, &cmd, &facts);
+            let now = Instant::now();
+            let (why, wake) = match &choice {
+                Choice::Chosen { readiness: Readiness::Now, .. } => return Ok((choice, rep)),
+                Choice::Chosen { readiness: Readiness::Grace { why }, .. } => {
+                    let g = *grace_until.get_or_insert((now + cmd.grace).min(deadline));
+                    if now >= g {
+                        self.warn(format!("going ahead: {why}"));
+                        return Ok((choice, rep));
+                    }
+                    (format!("{why}; waiting up to {:.1} s for more devices", g.duration_since(now).as_secs_f64()), g)
+                }
+                Choice::Chosen { readiness: Readiness::Wait { why }, .. } | Choice::NotFound { why } => {
+                    grace_until = None;
+                    if now >= deadline {
+                        self.report.probe = Some(rep);
+                        let hint = if matches!(choice, Choice::NotFound { .. }) {
+                            "attach the pool's disks; zroam.wait=SECONDS waits longer; root=ZFS=POOL or zroam.pool=NAME|GUID names another pool"
+                        } else {
+                            "attach the missing disks, or zroam.wait=SECONDS waits longer"
+                        };
+                        return Err(fail("wait", format!("{why} (waited {:.1} s)", cmd.wait.as_secs_f64()), hint));
+                    }
+                    (why.clone(), deadline)
+                }
+                Choice::Ambiguous { why, candidates } => {
+                    self.report.probe = Some(rep);
+                    self.report.pool = Some(choice.clone());
+                    let mut f = fail("choose-pool", why.clone(), "zroam.pool=GUID picks one (GUIDs below)");
+                    f.candidates = candidates.clone();
+                    return Err(f);
+                }
+            };
+            if why != last_why {
+                log::info!("waiting: {why}");
+                last_why = why;
+            }
+            // Sleep until a block device appears (or the wake time); other events only load modules.
+            loop {
+                let evs = match listener {
+                    Some(l) => l.wait(wake, SETTLE),
+                    None => {
+                        std::thread::sleep(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(250)));
+                        break;
+                    }
+                };
+                if self.handle_events(evs) || Instant::now() >= wake {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn import(&mut self, guid: u64, name: &str, devices: &[String], force: bool) -> Result<(), Failure> {
+        let args = import::args(guid, devices, self.opts.cmdline.readonly, force);
+        log::info!("zpool {}", args.join(" "));
+        let start_ms = self.ms();
+        let out = run::run("zpool", &args, IMPORT_BOUND);
+        let ok = out.ok();
+        let said = out.said();
+        self.report.import = Some(ImportRecord { start_ms, outcome: out });
+        if ok {
+            log::info!("imported {name} in {} ms", self.ms() - start_ms);
+            return Ok(());
+        }
+        let (_, hint) = import::classify(&said);
+        Err(fail("import", format!("zpool import of {name} (guid {guid}) failed: {said}"), hint))
+    }
+
+    fn zfs(&mut self, args: &[&str]) -> run::Outcome {
+        let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        run::run("zfs", &a, ZFS_BOUND)
+    }
+
+    fn choose_be(&mut self, pool: &str) -> Result<be::BePlan, Failure> {
+        let bootfs = run::run("zpool", &["get".into(), "-H".into(), "-o".into(), "value".into(), "bootfs".into(), pool.into()], ZFS_BOUND);
+        if !bootfs.ok() {
+            return Err(fail("choose-be", format!("zpool get bootfs {pool}: {}", bootfs.said()), "zroam.shell=1 to look by hand"));
+        }
+        let list = self.zfs(&["list", "-H", "-o", be::LIST_COLUMNS, "-t", "filesystem", "-r", pool]);
+        if !list.ok() {
+            return Err(fail("choose-be", format!("zfs list {pool}: {}", list.said()), "zroam.shell=1 to look by hand"));
+        }
+        let mut ds = be::parse_list(&list.stdout);
+        let cmd = self.opts.cmdline.clone();
+        let refuse = |r: be::BeRefusal| {
+            fail("choose-be", format!("{} (boot environments: {})", r.why, r.environments.join(", ")), r.hint)
+        };
+        let mut plan = be::choose(pool, bootfs.stdout.trim(), &ds, &cmd).map_err(refuse)?;
+        if let Some(on) = plan.consume_nextboot.clone() {
+            // Consume before use: if this BE fails to boot, the next boot falls back.
+            let o = self.zfs(&["inherit", be::NEXTBOOT_PROP, &on]);
+            if !o.ok() {
+                self.warn(format!("cannot clear {} on {on} ({}); ignoring it", be::NEXTBOOT_PROP, o.said()));
+                for d in ds.iter_mut() {
+                    d.nextboot = None;
+                }
+                plan = be::choose(pool, bootfs.stdout.trim(), &ds, &cmd).map_err(refuse)?;
+            }
+        }
+        for w in plan.warnings.clone() {
+            self.warn(w);
+        }
+        log::info!("boot environment {}: {}", plan.dataset, plan.reason);
+        Ok(plan)
+    }
+
+    fn mount_all(&mut self, plan: &be::BePlan) -> Result<(), Failure> {
+        let ro = self.opts.cmdline.readonly;
+        let flags = if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+        for (i, m) in plan.mounts.iter().enumerate() {
+            let path = self.opts.sysroot.join(m.target.trim_start_matches('/'));
+            if let Err(e) = std::fs::create_dir_all(&path) {
+                if i == 0 {
+                    return Err(fail("mount", format!("cannot create {}: {e}", path.display()), "root= a writable location"));
+                }
+                self.warn(format!("{} not mounted: cannot create {}: {e}", m.dataset, path.display()));
+                continue;
+            }
+            let r = mount(Some(m.dataset.as_str()), &path, Some("zfs"), flags, Some("zfsutil"));
+            match r {
+                Ok(()) => {
+                    log::info!("mounted {} on {}{}", m.dataset, path.display(), if ro { " (read-only)" } else { "" });
+                    self.report.mounts.push(MountRecord { mount: m.clone(), path: path.display().to_string(), readonly: ro });
+                }
+                Err(e) if i == 0 => {
+                    return Err(fail("mount", format!("mount {} on {}: {e}", m.dataset, path.display()), "root=ZFS=POOL/DATASET names another BE"));
+                }
+                Err(e) => self.warn(format!("{} not mounted on {}: {e}", m.dataset, path.display())),
+            }
+        }
+        Ok(())
+    }
+}

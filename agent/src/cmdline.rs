@@ -1,0 +1,278 @@
+//! The kernel command line, as zroam reads it. Pure: a string in, settings out.
+//! Unknown `zroam.*` keys and bad values become warnings, never errors: a typo must not
+//! stop a boot.
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// What `root=` asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RootSpec {
+    /// `root=zfs:AUTO` (or `root=zfs` / `root=ZFS=` with nothing after): any pool.
+    Auto,
+    /// `root=ZFS=POOL[/DATASET]` or `root=zfs:POOL[/DATASET]`.
+    Dataset { pool: String, dataset: Option<String> },
+}
+
+impl RootSpec {
+    pub fn pool(&self) -> Option<&str> {
+        match self {
+            RootSpec::Auto => None,
+            RootSpec::Dataset { pool, .. } => Some(pool),
+        }
+    }
+}
+
+/// Which pool `zroam.pool=` names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "by", content = "value", rename_all = "snake_case")]
+pub enum PoolSel {
+    Name(String),
+    Guid(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostidMode {
+    Adopt,
+    Strict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EspMode {
+    Sync,
+    Check,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cmdline {
+    /// None: `root=` is absent or names something that is not ZFS.
+    pub root: Option<RootSpec>,
+    /// The raw `root=` value when it is not a ZFS spelling (reported, then ignored).
+    pub foreign_root: Option<String>,
+    pub pool: Option<PoolSel>,
+    pub wait: Duration,
+    /// Extra wait for a pool that is importable but degraded, or chosen without certainty.
+    pub grace: Duration,
+    pub force: bool,
+    pub hostid: HostidMode,
+    pub readonly: bool,
+    pub esp: EspMode,
+    pub shell: bool,
+    pub init: Option<String>,
+    pub quiet: bool,
+    pub debug: bool,
+    pub warnings: Vec<String>,
+}
+
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
+/// A longer wait is a typo, not a wish: cap it so boot stays bounded.
+pub const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+impl Default for Cmdline {
+    fn default() -> Self {
+        Cmdline {
+            root: None,
+            foreign_root: None,
+            pool: None,
+            wait: DEFAULT_WAIT,
+            grace: DEFAULT_GRACE,
+            force: false,
+            hostid: HostidMode::Adopt,
+            readonly: false,
+            esp: EspMode::Sync,
+            shell: false,
+            init: None,
+            quiet: false,
+            debug: false,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Split like the kernel does: whitespace separates words, double quotes group.
+pub fn split(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
+}
+
+fn parse_root(v: &str) -> Option<RootSpec> {
+    let rest = v
+        .strip_prefix("ZFS=")
+        .or_else(|| v.strip_prefix("zfs:"))
+        .or_else(|| v.strip_prefix("zfs="))
+        .or(if v == "zfs" || v == "ZFS" { Some("") } else { None })?;
+    let rest = rest.trim_matches('/');
+    if rest.is_empty() || rest.eq_ignore_ascii_case("AUTO") {
+        return Some(RootSpec::Auto);
+    }
+    let (pool, ds) = match rest.split_once('/') {
+        Some((p, _)) => (p.to_string(), Some(rest.to_string())),
+        None => (rest.to_string(), None),
+    };
+    Some(RootSpec::Dataset { pool, dataset: ds })
+}
+
+fn parse_bool(v: Option<&str>) -> Option<bool> {
+    match v {
+        None | Some("1" | "yes" | "on" | "true" | "y") => Some(true),
+        Some("0" | "no" | "off" | "false" | "n") => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_secs(v: &str) -> Option<Duration> {
+    let s: f64 = v.trim_end_matches('s').parse().ok()?;
+    (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s).min(MAX_WAIT))
+}
+
+/// A pool GUID as written by `zpool get guid` (decimal) or by zdb (hex with 0x).
+pub fn parse_guid(v: &str) -> Option<u64> {
+    if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        return u64::from_str_radix(h, 16).ok();
+    }
+    // Pool names start with a letter, so digits alone are a GUID.
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return v.parse().ok();
+    }
+    None
+}
+
+pub fn parse(line: &str) -> Cmdline {
+    let mut c = Cmdline::default();
+    for word in split(line) {
+        let (key, val) = match word.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (word.as_str(), None),
+        };
+        let bad = |c: &mut Cmdline| c.warnings.push(format!("ignored {word}: bad value"));
+        match key {
+            "root" => {
+                let v = val.unwrap_or("");
+                match parse_root(v) {
+                    Some(r) => {
+                        c.root = Some(r);
+                        c.foreign_root = None;
+                    }
+                    None => c.foreign_root = Some(v.to_string()),
+                }
+            }
+            "init" => c.init = val.filter(|v| !v.is_empty()).map(str::to_string),
+            "quiet" => c.quiet = true,
+            "zfs_force" | "zfs.force" | "zroam.force" => match parse_bool(val) {
+                Some(b) => c.force = b,
+                None => bad(&mut c),
+            },
+            "zroam.pool" => match val.filter(|v| !v.is_empty()) {
+                Some(v) => c.pool = Some(parse_guid(v).map_or_else(|| PoolSel::Name(v.to_string()), PoolSel::Guid)),
+                None => bad(&mut c),
+            },
+            "zroam.wait" | "zroam.grace" => match val.and_then(parse_secs) {
+                Some(d) if key == "zroam.wait" => c.wait = d,
+                Some(d) => c.grace = d,
+                None => bad(&mut c),
+            },
+            "zroam.hostid" => match val {
+                Some("adopt") => c.hostid = HostidMode::Adopt,
+                Some("strict") => c.hostid = HostidMode::Strict,
+                _ => bad(&mut c),
+            },
+            "zroam.readonly" | "zroam.shell" | "zroam.debug" => match parse_bool(val) {
+                Some(b) if key == "zroam.readonly" => c.readonly = b,
+                Some(b) if key == "zroam.shell" => c.shell = b,
+                Some(b) => c.debug = b,
+                None => bad(&mut c),
+            },
+            "zroam.esp" => match val {
+                Some("sync") => c.esp = EspMode::Sync,
+                Some("check") => c.esp = EspMode::Check,
+                Some("off") => c.esp = EspMode::Off,
+                _ => bad(&mut c),
+            },
+            k if k.starts_with("zroam.") => c.warnings.push(format!("unknown parameter {word} ignored")),
+            _ => {}
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_spellings() {
+        let ds = |p: &str, d: Option<&str>| Some(RootSpec::Dataset { pool: p.into(), dataset: d.map(Into::into) });
+        assert_eq!(parse("root=zfs:AUTO").root, Some(RootSpec::Auto));
+        assert_eq!(parse("root=zfs").root, Some(RootSpec::Auto));
+        assert_eq!(parse("root=ZFS=rpool/ROOT/other").root, ds("rpool", Some("rpool/ROOT/other")));
+        assert_eq!(parse("root=zfs:rpool").root, ds("rpool", None));
+        assert_eq!(parse("root=ZFS=rpool/").root, ds("rpool", None));
+        let c = parse("root=/dev/sda1");
+        assert_eq!((c.root, c.foreign_root.as_deref()), (None, Some("/dev/sda1")));
+        // The last root= wins, as in the kernel.
+        assert_eq!(parse("root=/dev/sda1 root=zfs:AUTO").foreign_root, None);
+    }
+
+    #[test]
+    fn zroam_keys() {
+        let c = parse(
+            "quiet zroam.pool=1234567890123 zroam.wait=3 zfs_force=1 zroam.hostid=strict \
+             zroam.readonly=1 zroam.esp=check init=/bin/sh zroam.grace=0.5",
+        );
+        assert_eq!(c.pool, Some(PoolSel::Guid(1234567890123)));
+        assert_eq!(c.wait, Duration::from_secs(3));
+        assert_eq!(c.grace, Duration::from_millis(500));
+        assert!(c.force && c.readonly && c.quiet);
+        assert_eq!(c.hostid, HostidMode::Strict);
+        assert_eq!(c.esp, EspMode::Check);
+        assert_eq!(c.init.as_deref(), Some("/bin/sh"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(parse("zroam.pool=0xDEAD").pool, Some(PoolSel::Guid(0xdead)));
+        assert_eq!(parse("zroam.pool=tank").pool, Some(PoolSel::Name("tank".into())));
+    }
+
+    #[test]
+    fn typos_warn_and_keep_defaults() {
+        let c = parse("zroam.wiat=5 zroam.wait=soon zroam.hostid=maybe zroam.esp");
+        assert_eq!(c.wait, DEFAULT_WAIT);
+        assert_eq!(c.hostid, HostidMode::Adopt);
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("zroam.wiat=5"));
+        assert_eq!(parse("zroam.wait=99999").wait, MAX_WAIT);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(split(r#"a "b c" d=" e""#), vec!["a", "b c", "d= e"]);
+        assert_eq!(split("  "), Vec::<String>::new());
+    }
+}

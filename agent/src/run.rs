@@ -1,0 +1,95 @@
+//! Run a helper (zpool, zfs, modprobe) with a time bound, capturing what it says.
+
+use serde::Serialize;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub argv: Vec<String>,
+    /// Exit code; None when killed (timeout) or never started.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub ms: u64,
+    pub timed_out: bool,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+    /// stderr (or stdout) in one line, for messages.
+    pub fn said(&self) -> String {
+        let s = if self.stderr.trim().is_empty() { &self.stdout } else { &self.stderr };
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// Most output kept from one command.
+const MAX_OUT: usize = 256 * 1024;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(MAX_OUT)]).into_owned()
+}
+
+pub fn run(prog: &str, args: &[String], timeout: Duration) -> Outcome {
+    let t = Instant::now();
+    let mut argv = vec![prog.to_string()];
+    argv.extend(args.iter().cloned());
+    let exe = crate::modules::find_tool(prog).unwrap_or_else(|| prog.into());
+    let child = Command::new(&exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome {
+                argv,
+                code: None,
+                stdout: String::new(),
+                stderr: format!("cannot run {}: {e}", exe.display()),
+                ms: 0,
+                timed_out: false,
+            }
+        }
+    };
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(o)) => Outcome {
+            argv,
+            code: o.status.code(),
+            stdout: text(&o.stdout),
+            stderr: text(&o.stderr),
+            ms: t.elapsed().as_millis() as u64,
+            timed_out: false,
+        },
+        Ok(Err(e)) => Outcome {
+            argv,
+            code: None,
+            stdout: String::new(),
+            stderr: e.to_string(),
+            ms: t.elapsed().as_millis() as u64,
+            timed_out: false,
+        },
+        Err(_) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
+            Outcome {
+                argv,
+                code: None,
+                stdout: String::new(),
+                stderr: format!("no answer within {} s; killed", timeout.as_secs()),
+                ms: t.elapsed().as_millis() as u64,
+                timed_out: true,
+            }
+        }
+    }
+}
