@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := nvlist label gpt
 FUZZ_ENV := RUSTC_BOOTSTRAP=1
 
-.PHONY: all build setup toolchain check unit binary fuzz-regress lab-probe demo fuzz fixtures clean
+.PHONY: all build setup toolchain check unit binary fuzz-regress lab-probe lab-boot demo demo-probe fuzz fixtures clean
 
 all: build
 
@@ -25,7 +25,7 @@ setup:
 toolchain:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-check: build setup toolchain unit binary fuzz-regress lab-probe
+check: build setup toolchain unit binary fuzz-regress lab-probe lab-boot
 
 unit:
 	cargo test --locked
@@ -42,7 +42,16 @@ fuzz-regress: toolchain
 lab-probe: build setup
 	python3 tests/lab/probe_loop.py $(BIN)
 
+# Real boots under QEMU: zroam as the ramdisk's /init, eleven scenarios (tests/lab/boot_lab.py).
+lab-boot: build setup
+	python3 tests/lab/boot_lab.py $(BIN) $(SCENARIOS)
+
+# Boots a mirror's second disk alone, over USB: zroam's log, the report, the BE's marker.
 demo: build setup
+	python3 tests/lab/boot_lab.py $(BIN) --demo 2-usb-degraded
+
+# zroam probe next to zdb -l on a real degraded mirror.
+demo-probe: build setup
 	bash tests/lab/demo.sh $(BIN)
 
 # Long fuzzing runs (not part of check): FUZZ_SECONDS per target.

@@ -396,7 +396,10 @@ impl Boot {
         let ro = self.opts.cmdline.readonly;
         let flags = if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
         for (i, m) in plan.mounts.iter().enumerate() {
-            let path = self.opts.sysroot.join(m.target.trim_start_matches('/'));
+            let path = match m.target.trim_start_matches('/') {
+                "" => self.opts.sysroot.clone(),
+                rel => self.opts.sysroot.join(rel),
+            };
             if let Err(e) = std::fs::create_dir_all(&path) {
                 if i == 0 {
                     return Err(fail("mount", format!("cannot create {}: {e}", path.display()), "root= a writable location"));

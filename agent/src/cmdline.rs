@@ -54,8 +54,10 @@ pub struct Cmdline {
     /// The raw `root=` value when it is not a ZFS spelling (reported, then ignored).
     pub foreign_root: Option<String>,
     pub pool: Option<PoolSel>,
+    #[serde(serialize_with = "secs")]
     pub wait: Duration,
     /// Extra wait for a pool that is importable but degraded, or chosen without certainty.
+    #[serde(serialize_with = "secs")]
     pub grace: Duration,
     pub force: bool,
     pub hostid: HostidMode,
@@ -66,6 +68,10 @@ pub struct Cmdline {
     pub quiet: bool,
     pub debug: bool,
     pub warnings: Vec<String>,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);

@@ -75,6 +75,9 @@ fn init_cmd() -> ExitCode {
     }
     let cmd = cmdline::parse(&read_cmdline(None));
     console::init(cmd.quiet, cmd.debug);
+    if pid1 {
+        console::trust_kernel_echo();
+    }
     for w in warnings {
         log::warn!("{w}");
     }

@@ -8,7 +8,7 @@ const PSEUDO: &[(&str, &str, &str, &str)] = &[
     ("proc", "/proc", "proc", ""),
     ("sysfs", "/sys", "sysfs", ""),
     ("devtmpfs", "/dev", "devtmpfs", "mode=0755"),
-    ("tmpfs", "/run", "tmpfs", "mode=0755,nosuid,nodev"),
+    ("tmpfs", "/run", "tmpfs", "mode=0755"),
 ];
 
 fn mounted(target: &str) -> bool {

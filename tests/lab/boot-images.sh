@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Bootable pool images for the boot lab, made by the real zpool/zfs in the builder VM and
+# cached by the hash of their job: each BE is a tiny OS tree whose /sbin/init prints markers
+# on the serial console (which BE, uptime, ro/rw root, child dataset mounted, the report).
+#   boot-images.sh NAME...      -> "NAME DIR" per set; DIR holds vd?.img and manifest.json
+#   boot-images.sh --holder-job -> a builder job that imports an `mmp` disk and keeps it
+#                                  imported (the "other host" of a multihost pool)
+set -euo pipefail
+shopt -s inherit_errexit
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=builder.sh
+source "$here/builder.sh"
+
+OURS=5eed1234
+FOREIGN=0badcafe
+
+# The BE's init: runs as PID 1 after zroam's switch root.
+be_init() {
+  cat <<'INIT'
+#!/bin/busybox sh
+export PATH=/bin
+b=/bin/busybox
+$b mount -t proc proc /proc 2>/dev/null
+up=$($b cut -d' ' -f1 /proc/uptime)
+ro=rw; $b awk '$2=="/" && $4 ~ /(^|,)ro(,|$)/ {f=1} END {exit !f}' /proc/mounts && ro=ro
+child=no; [ -e /var/zroam-child ] && child=yes
+echo "ZROAM-BE-INIT be=$($b cat /etc/zroam-be) uptime=$up root=$ro child=$child pid=$$"
+echo "ZROAM-MOUNTS-BEGIN"; $b cat /proc/mounts; echo "ZROAM-MOUNTS-END"
+echo "ZROAM-REPORT-BEGIN"; $b cat /run/zroam/report.json 2>/dev/null; echo; echo "ZROAM-REPORT-END"
+$b sync
+$b poweroff -f
+INIT
+}
+
+# job HOSTID NDISKS CREATE-OPTIONS BE[:child]... — the first BE is bootfs.
+job_for() {
+  local hostid=$1 n=$2 opts=$3 disks="" vdevs="" i; shift 3
+  for ((i = 0; i < n; i++)); do disks+=" $(lab_disk_name $i)"; vdevs+=" /dev/$(lab_disk_name $i)2"; done
+  [ "$n" -gt 1 ] && vdevs="mirror$vdevs"
+  cat <<JOB
+zgenhostid -f $hostid
+for d in$disks; do
+  sgdisk -n1:0:+64M -t1:EF00 -c1:EFI -n2:0:0 -t2:BF01 -c2:zfs /dev/\$d
+  blockdev --rereadpt /dev/\$d
+done
+for d in$disks; do
+  i=0; while [ ! -b /dev/\${d}2 ] && [ \$i -lt 100 ]; do sleep 0.05; i=\$((i+1)); done
+  mkfs.vfat -F 32 -n EFI /dev/\${d}1 2>&1 | grep -v codepage
+done
+zpool create -f $opts -O mountpoint=none -O canmount=off -R /mnt rpool $vdevs
+zfs create -o mountpoint=none -o canmount=off rpool/ROOT
+cat > /tmp/init <<'INIT'
+$(be_init)
+INIT
+JOB
+  local first=1 spec be child
+  for spec in "$@"; do
+    be=${spec%%:*}; child=${spec#*:}; [ "$child" = "$spec" ] && child=""
+    cat <<JOB
+zfs create -o mountpoint=/ -o canmount=noauto rpool/ROOT/$be
+zfs mount rpool/ROOT/$be
+mkdir -p /mnt/bin /mnt/sbin /mnt/etc /mnt/proc /mnt/sys /mnt/dev /mnt/run /mnt/tmp /mnt/var
+cp /bin/busybox /mnt/bin/busybox; ln -s busybox /mnt/bin/sh
+cp /tmp/init /mnt/sbin/init; chmod 0755 /mnt/sbin/init
+printf 'ID=zroamlab\nNAME="zroam lab BE"\nVERSION_ID=1\n' > /mnt/etc/os-release
+echo $be > /mnt/etc/zroam-be
+JOB
+    [ -n "$child" ] && cat <<JOB
+zfs create -o canmount=on rpool/ROOT/$be/$child
+echo child > /mnt/$child/zroam-child
+zfs umount rpool/ROOT/$be/$child
+JOB
+    echo "zfs umount rpool/ROOT/$be"
+    [ $first = 1 ] && echo "zpool set bootfs=rpool/ROOT/$be rpool"
+    first=0
+  done
+  cat <<JOB
+zpool get -H -o value guid rpool > guid
+zpool sync rpool
+zpool list -v rpool
+JOB
+}
+
+declare -A SETS=(
+  [mirror]="$OURS 2|-o cachefile=/out/zpool.cache|debian:var other"
+  [single]="$OURS 1|-o cachefile=none|debian:var other"
+  [foreign]="$FOREIGN 1|-o cachefile=none|foreign"
+  [mmp]="$FOREIGN 1|-o cachefile=none -o multihost=on|mmp"
+)
+
+build_set() {
+  local name=$1 spec=${SETS[$1]} dir key job hostid n opts bes i img disks=()
+  IFS='|' read -r hn opts bes <<<"$spec"
+  read -r hostid n <<<"$hn"
+  # shellcheck disable=SC2086
+  job=$(job_for "$hostid" "$n" "$opts" $bes)
+  dir=$ZROAM_LAB_CACHE/boot-images/$name
+  key=$( (echo "$job"; basename "$(lab_builder_initrd)") | sha256sum | cut -c1-16)
+  if [ "$(cat "$dir/key" 2>/dev/null)" != "$key" ]; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    for ((i = 0; i < n; i++)); do
+      img=$dir/$(lab_disk_name $i).img; truncate -s 256M "$img"; disks+=("$img")
+    done
+    echo "$job" > "$dir/job.sh"
+    lab_run_job "$dir/job.sh" "$dir/out" "${disks[@]}" >&2
+    [ -s "$dir/out/zpool.cache" ] && cp "$dir/out/zpool.cache" "$dir/zpool.cache"
+    python3 - "$dir" "$name" "$(cat "$dir/out/guid")" "$hostid" "${disks[@]}" <<'PY'
+import json, sys
+d, name, guid, hostid, imgs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+json.dump({"name": name, "pool": "rpool", "pool_guid": guid.strip(), "hostid": hostid,
+           "disks": [{"name": i.rsplit("/", 1)[1][:-4], "image": i} for i in imgs]},
+          open(d + "/manifest.json", "w"), indent=1)
+PY
+    echo "$key" > "$dir/key"
+  fi
+  echo "$name $dir"
+}
+
+holder_job() {
+  cat <<JOB
+zgenhostid -f $FOREIGN
+i=0; while [ ! -b /dev/vda2 ] && [ \$i -lt 200 ]; do sleep 0.05; i=\$((i+1)); done
+zpool import -N -o cachefile=none -d /dev/vda2 rpool
+zpool get -H multihost rpool
+echo "LAB-HOLDER: imported" > /dev/console
+while :; do sleep 1; done
+JOB
+}
+
+if [ "${1:-}" = --holder-job ]; then holder_job; exit 0; fi
+[ $# -gt 0 ] || { echo "usage: boot-images.sh NAME... | --holder-job (names: ${!SETS[*]})" >&2; exit 2; }
+for s in "$@"; do
+  [ -n "${SETS[$s]:-}" ] || { echo "boot-images: unknown set $s" >&2; exit 2; }
+  build_set "$s"
+done

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The boot lab's ramdisk: zroam itself as /init (no shell script in the boot path), with
+# zpool/zfs, kmod's modprobe, the storage and OpenZFS modules of the guest kernel, and a
+# static busybox that is only there for the emergency shell.
+# Usage: boot-initrd.sh ZROAM_BINARY   -> prints the cached ramdisk's path
+set -euo pipefail
+shopt -s inherit_errexit
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=builder.sh
+source "$here/builder.sh"
+
+bin=$(realpath "$1")
+# Modules the lab's buses need (virtio-pci is built in), plus OpenZFS and, for ESPs, vfat.
+MODS=(virtio_blk virtio_scsi sd_mod ahci nvme xhci_pci usb_storage uas vfat nls_cp437 nls_ascii efivarfs spl zfs)
+HOSTID=5eed1234
+
+key=$( (cat "$0" "$bin"; echo "$LAB_KVER" "${MODS[*]}"; sha256sum "/lib/modules/$LAB_KVER/updates/dkms/zfs.ko"*) |
+  sha256sum | cut -c1-16)
+out=$ZROAM_LAB_CACHE/zroam-initrd-$key.cpio.gz
+if [ ! -s "$out" ]; then
+  root=$(mktemp -d)
+  trap 'rm -rf "$root"' EXIT
+  mkdir -p "$root"/{bin,dev,proc,sys,run,sysroot,etc/zfs,tmp}
+  install -m 0755 "$bin" "$root/init"
+  cp /bin/busybox "$root/bin/busybox"
+  for a in $(/bin/busybox --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
+  for t in zpool zfs modprobe; do rm -f "$root/bin/$t"; lab_copy_exec "$root" "$t"; done
+  cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$root/lib/x86_64-linux-gnu/"
+  # Each module with its dependencies, at its usual path; depmod indexes just these.
+  modprobe -S "$LAB_KVER" -a --show-depends "${MODS[@]}" | awk '$1 == "insmod" {print $2}' | sort -u |
+    while read -r ko; do install -D -m 0644 "$ko" "$root$ko"; done
+  cp "/lib/modules/$LAB_KVER"/modules.{builtin,builtin.modinfo,order} "$root/lib/modules/$LAB_KVER/"
+  depmod -b "$root" "$LAB_KVER"
+  ln -s /proc/self/mounts "$root/etc/mtab"
+  printf "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" > "$root/etc/hostid"
+  mknod -m 0600 "$root/dev/console" c 5 1
+  mkdir -p "$ZROAM_LAB_CACHE"
+  (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out.tmp"
+  mv "$out.tmp" "$out"
+  lab_log "zroam ramdisk: $(du -h "$out" | cut -f1)"
+fi
+echo "$out"
