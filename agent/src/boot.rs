@@ -26,6 +26,8 @@ const IMPORT_BOUND: Duration = Duration::from_secs(180);
 const ZFS_BOUND: Duration = Duration::from_secs(60);
 /// After one uevent, how long to gather its companions (a disk's partitions) into one batch.
 const SETTLE: Duration = Duration::from_millis(30);
+/// How often to look whether module loads have finished (their exit raises no uevent).
+const MODULE_POLL: Duration = Duration::from_millis(50);
 
 pub struct Options {
     pub cmdline: Cmdline,
@@ -42,6 +44,8 @@ pub struct Boot {
     pub report: Report,
     opts: Options,
     children: Vec<Child>,
+    /// When the last storage-module load we started finished (devices follow soon after).
+    modules_idle_since: Option<Instant>,
     zfs_modprobe: Option<Child>,
 }
 
@@ -74,7 +78,7 @@ impl Boot {
             outcome: "running",
             ..Report::default()
         };
-        Boot { t0: Instant::now(), report, opts, children: Vec::new(), zfs_modprobe: None }
+        Boot { t0: Instant::now(), report, opts, children: Vec::new(), modules_idle_since: None, zfs_modprobe: None }
     }
 
     fn ms(&self) -> u64 {
@@ -245,8 +249,14 @@ impl Boot {
         Ok(())
     }
 
-    fn reap(&mut self) {
+    /// Collects finished module loads; true while some are still running.
+    fn modules_busy(&mut self) -> bool {
+        let before = self.children.len();
         self.children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+        if before > 0 && self.children.is_empty() {
+            self.modules_idle_since = Some(Instant::now());
+        }
+        !self.children.is_empty()
     }
 
     fn handle_events(&mut self, events: Vec<(Instant, Uevent)>) -> bool {
@@ -267,7 +277,7 @@ impl Boot {
             }
         }
         self.spawn_aliases(aliases);
-        self.reap();
+        self.modules_busy();
         block
     }
 
@@ -280,7 +290,7 @@ impl Boot {
         let cmd = self.opts.cmdline.clone();
         let deadline = Instant::now() + cmd.wait;
         let popts = probe::Options { sys: self.opts.sys.clone(), ..probe::Options::default() };
-        let mut grace_until: Option<Instant> = None;
+        let mut grace_from: Option<Instant> = None;
         let mut last_why = String::new();
         loop {
             let rep = probe::probe(&popts);
@@ -290,15 +300,22 @@ impl Boot {
             let (why, wake) = match &choice {
                 Choice::Chosen { readiness: Readiness::Now, .. } => return Ok((choice, rep)),
                 Choice::Chosen { readiness: Readiness::Grace { why }, .. } => {
-                    let g = *grace_until.get_or_insert((now + cmd.grace).min(deadline));
-                    if now >= g {
+                    // The grace counts from when the storage drivers we loaded finished: a
+                    // controller that is still initialising (AHCI under emulation takes
+                    // seconds) has not had its chance to show the missing member yet.
+                    let seen = *grace_from.get_or_insert(now);
+                    let busy = self.modules_busy();
+                    let g = (seen.max(self.modules_idle_since.unwrap_or(seen)) + cmd.grace).min(deadline);
+                    if now >= deadline || (!busy && now >= g) {
                         self.warn(format!("going ahead: {why}"));
                         return Ok((choice, rep));
                     }
-                    (format!("{why}; waiting up to {:.1} s for more devices", g.duration_since(now).as_secs_f64()), g)
+                    let after = if busy { " once the storage drivers have loaded" } else { "" };
+                    let wake = if busy { (now + MODULE_POLL).min(deadline) } else { g };
+                    (format!("{why}; waiting {:.1} s for more devices{after}", cmd.grace.as_secs_f64()), wake)
                 }
                 Choice::Chosen { readiness: Readiness::Wait { why }, .. } | Choice::NotFound { why } => {
-                    grace_until = None;
+                    grace_from = None;
                     if now >= deadline {
                         self.report.probe = Some(rep);
                         let hint = if matches!(choice, Choice::NotFound { .. }) {
@@ -350,8 +367,8 @@ impl Boot {
             log::info!("imported {name} in {} ms", self.ms() - start_ms);
             return Ok(());
         }
-        let (_, hint) = import::classify(&said);
-        Err(fail("import", format!("zpool import of {name} (guid {guid}) failed: {said}"), hint))
+        let (kind, hint) = import::classify(&said);
+        Err(fail("import", format!("not importing {name} (guid {guid}): {}. zpool said: {said}", kind.meaning()), hint))
     }
 
     fn zfs(&mut self, args: &[&str]) -> run::Outcome {

@@ -26,9 +26,15 @@ if [ ! -s "$out" ]; then
   for a in $(/bin/busybox --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
   for t in zpool zfs modprobe; do rm -f "$root/bin/$t"; lab_copy_exec "$root" "$t"; done
   cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$root/lib/x86_64-linux-gnu/"
-  # Each module with its dependencies, at its usual path; depmod indexes just these.
+  # Each module with its dependencies, at its usual path; depmod indexes just these. They go
+  # in uncompressed: the kernel unpacking .ko.xz under emulation costs seconds per boot.
   modprobe -S "$LAB_KVER" -a --show-depends "${MODS[@]}" | awk '$1 == "insmod" {print $2}' | sort -u |
-    while read -r ko; do install -D -m 0644 "$ko" "$root$ko"; done
+    while read -r ko; do
+      case $ko in
+        *.xz) mkdir -p "$(dirname "$root$ko")"; xz -dc "$ko" > "$root${ko%.xz}" ;;
+        *) install -D -m 0644 "$ko" "$root$ko" ;;
+      esac
+    done
   cp "/lib/modules/$LAB_KVER"/modules.{builtin,builtin.modinfo,order} "$root/lib/modules/$LAB_KVER/"
   depmod -b "$root" "$LAB_KVER"
   ln -s /proc/self/mounts "$root/etc/mtab"

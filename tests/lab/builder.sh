@@ -36,7 +36,7 @@ lab_part_geom() {
 # Copy a binary and the shared libraries it needs into a ramdisk tree.
 lab_copy_exec() {
   local root=$1 bin lib
-  bin=$(command -v "$2")
+  bin=$(command -v "$2") || { echo "lab: $2 is not installed on the host (tests/lab/host-setup.sh)" >&2; return 1; }
   install -D -m 0755 "$bin" "$root/bin/$(basename "$bin")"
   for lib in $(ldd "$bin" 2>/dev/null | grep -o '/[^ ]*'); do
     [ -e "$root$lib" ] || install -D -m 0755 "$lib" "$root$lib"
