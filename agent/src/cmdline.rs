@@ -15,6 +15,14 @@ pub enum RootSpec {
     Dataset { pool: String, dataset: Option<String> },
 }
 
+impl Cmdline {
+    /// Does this command line ask for a ZFS root? Only `root=` naming something else (a
+    /// block device, NFS) without `zroam.pool=` says no; no `root=` at all means AUTO.
+    pub fn wants_zfs_root(&self) -> bool {
+        self.foreign_root.is_none() || self.pool.is_some()
+    }
+}
+
 impl RootSpec {
     pub fn pool(&self) -> Option<&str> {
         match self {
@@ -233,6 +241,15 @@ pub fn parse(line: &str) -> Cmdline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zfs_root_or_not() {
+        assert!(parse("root=zfs:AUTO").wants_zfs_root());
+        assert!(parse("quiet").wants_zfs_root());
+        assert!(!parse("root=/dev/sda1").wants_zfs_root());
+        assert!(!parse("root=UUID=1234 ro").wants_zfs_root());
+        assert!(parse("root=/dev/sda1 zroam.pool=rpool").wants_zfs_root());
+    }
 
     #[test]
     fn root_spellings() {

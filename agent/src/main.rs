@@ -111,6 +111,11 @@ fn boot_cmd(mut args: lexopt::Parser) -> Res {
     }
     let cmd = cmdline::parse(&read_cmdline(line));
     console::init(cmd.quiet, cmd.debug);
+    if !switch && !cmd.wants_zfs_root() {
+        // A generator's hook runs us on every boot; another kind of root is not ours.
+        log::info!("root={} is not a ZFS root; nothing to do", cmd.foreign_root.as_deref().unwrap_or(""));
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut b = boot::Boot::new(boot_opts(cmd, sysroot, switch, false), "boot");
     match b.run() {
         Ok(()) => Ok(ExitCode::SUCCESS),
