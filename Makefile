@@ -10,7 +10,10 @@ FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := nvlist label gpt
 FUZZ_ENV := RUSTC_BOOTSTRAP=1
 
-.PHONY: all build setup toolchain check unit binary fuzz-regress lab-probe lab-boot demo demo-probe fuzz fixtures clean
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+.PHONY: install uninstall all build setup toolchain check unit binary fuzz-regress lab-probe lab-boot lab-gen demo demo-probe fuzz fixtures clean
 
 all: build
 
@@ -25,7 +28,7 @@ setup:
 toolchain:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-check: build setup toolchain unit binary fuzz-regress lab-probe lab-boot
+check: build setup toolchain unit binary fuzz-regress lab-probe lab-boot lab-gen
 
 unit:
 	cargo test --locked
@@ -45,6 +48,12 @@ lab-probe: build setup
 # Real boots under QEMU: zroam as the ramdisk's /init, eleven scenarios (tests/lab/boot_lab.py).
 lab-boot: build setup
 	python3 tests/lab/boot_lab.py $(BIN) $(SCENARIOS)
+
+# The same boots with ramdisks made by dracut (systemd and shell initramfs) and mkinitramfs
+# from a `make install DESTDIR=…` staging, alone and beside OpenZFS's own modules, plus the
+# mkinitcpio harness (tests/lab/gen_lab.py).
+lab-gen: build setup
+	python3 tests/lab/gen_lab.py $(BIN) $(GEN_CASES)
 
 # Boots a mirror's second disk alone, over USB: zroam's log, the report, the BE's marker.
 demo: build setup
@@ -66,3 +75,23 @@ fixtures: setup
 
 clean:
 	cargo clean
+
+# The binary, and each generator's module where that generator looks for it.
+INSTALLED := $(PREFIX)/sbin/zroam $(PREFIX)/lib/dracut/modules.d/90zroam \
+  $(PREFIX)/share/initramfs-tools/hooks/zroam $(PREFIX)/share/initramfs-tools/scripts/zroam \
+  $(PREFIX)/share/initramfs-tools/conf.d/zroam \
+  $(PREFIX)/lib/initcpio/install/zroam $(PREFIX)/lib/initcpio/hooks/zroam
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/zroam
+	install -d $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam
+	install -m 0755 dracut/90zroam/*.sh $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/
+	install -m 0644 dracut/90zroam/zroam.service $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/
+	install -D -m 0755 initramfs-tools/hooks/zroam $(DESTDIR)$(PREFIX)/share/initramfs-tools/hooks/zroam
+	install -D -m 0644 initramfs-tools/scripts/zroam $(DESTDIR)$(PREFIX)/share/initramfs-tools/scripts/zroam
+	install -D -m 0644 initramfs-tools/conf.d/zroam $(DESTDIR)$(PREFIX)/share/initramfs-tools/conf.d/zroam
+	install -D -m 0644 mkinitcpio/install/zroam $(DESTDIR)$(PREFIX)/lib/initcpio/install/zroam
+	install -D -m 0644 mkinitcpio/hooks/zroam $(DESTDIR)$(PREFIX)/lib/initcpio/hooks/zroam
+
+uninstall:
+	rm -rf $(addprefix $(DESTDIR),$(INSTALLED))

@@ -28,6 +28,8 @@ const ZFS_BOUND: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_millis(30);
 /// How often to look whether module loads have finished (their exit raises no uevent).
 const MODULE_POLL: Duration = Duration::from_millis(50);
+/// Present while systemd-udevd has events queued (it is what `udevadm settle` waits on).
+const UDEV_QUEUE: &str = "/run/udev/queue";
 
 pub struct Options {
     pub cmdline: Cmdline,
@@ -44,8 +46,10 @@ pub struct Boot {
     pub report: Report,
     opts: Options,
     children: Vec<Child>,
-    /// When the last storage-module load we started finished (devices follow soon after).
-    modules_idle_since: Option<Instant>,
+    /// When device discovery last went quiet: the storage-module loads we started finished,
+    /// or udev's event queue drained (in a generator's image). Devices follow soon after.
+    discovery_idle_since: Option<Instant>,
+    discovery_was_busy: bool,
     zfs_modprobe: Option<Child>,
 }
 
@@ -78,7 +82,7 @@ impl Boot {
             outcome: "running",
             ..Report::default()
         };
-        Boot { t0: Instant::now(), report, opts, children: Vec::new(), modules_idle_since: None, zfs_modprobe: None }
+        Boot { t0: Instant::now(), report, opts, children: Vec::new(), discovery_idle_since: None, discovery_was_busy: false, zfs_modprobe: None }
     }
 
     fn ms(&self) -> u64 {
@@ -160,7 +164,8 @@ impl Boot {
 
         self.stage("zfs-module", |b| b.wait_zfs_module())?;
         if let HostidAction::Adopt { hostid: h } = action {
-            log::info!("adopting hostid {h:08x} from {name}'s label (this system had {:?})", my_hostid.map(|m| format!("{m:08x}")));
+            let had = my_hostid.map_or("none".to_string(), |m| format!("{m:08x}"));
+            log::info!("adopting hostid {h:08x} from {name}'s label (this system had {had})");
             hostid::adopt(h).map_err(|e| fail("hostid", format!("cannot adopt hostid {h:08x}: {e}"), "zroam.force=1"))?;
         }
         let devices: Vec<String> = pool.members.iter().filter(|m| m.current).map(|m| m.device.clone()).collect();
@@ -249,14 +254,17 @@ impl Boot {
         Ok(())
     }
 
-    /// Collects finished module loads; true while some are still running.
-    fn modules_busy(&mut self) -> bool {
-        let before = self.children.len();
+    /// Is device discovery still under way? Collects finished module loads; in a
+    /// generator's image udev loads the drivers, and /run/udev/queue exists while it has
+    /// events in flight.
+    fn discovery_busy(&mut self) -> bool {
         self.children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
-        if before > 0 && self.children.is_empty() {
-            self.modules_idle_since = Some(Instant::now());
+        let busy = !self.children.is_empty() || Path::new(UDEV_QUEUE).exists();
+        if self.discovery_was_busy && !busy {
+            self.discovery_idle_since = Some(Instant::now());
         }
-        !self.children.is_empty()
+        self.discovery_was_busy = busy;
+        busy
     }
 
     fn handle_events(&mut self, events: Vec<(Instant, Uevent)>) -> bool {
@@ -277,7 +285,7 @@ impl Boot {
             }
         }
         self.spawn_aliases(aliases);
-        self.modules_busy();
+        self.discovery_busy();
         block
     }
 
@@ -300,17 +308,17 @@ impl Boot {
             let (why, wake) = match &choice {
                 Choice::Chosen { readiness: Readiness::Now, .. } => return Ok((choice, rep)),
                 Choice::Chosen { readiness: Readiness::Grace { why }, .. } => {
-                    // The grace counts from when the storage drivers we loaded finished: a
-                    // controller that is still initialising (AHCI under emulation takes
-                    // seconds) has not had its chance to show the missing member yet.
+                    // The grace counts from when device discovery went quiet: a controller
+                    // still initialising (AHCI under emulation takes seconds, USB storage
+                    // waits a second before scanning) has not had its chance yet.
                     let seen = *grace_from.get_or_insert(now);
-                    let busy = self.modules_busy();
-                    let g = (seen.max(self.modules_idle_since.unwrap_or(seen)) + cmd.grace).min(deadline);
+                    let busy = self.discovery_busy();
+                    let g = (seen.max(self.discovery_idle_since.unwrap_or(seen)) + cmd.grace).min(deadline);
                     if now >= deadline || (!busy && now >= g) {
                         self.warn(format!("going ahead: {why}"));
                         return Ok((choice, rep));
                     }
-                    let after = if busy { " once the storage drivers have loaded" } else { "" };
+                    let after = if busy { " once the storage drivers have settled" } else { "" };
                     let wake = if busy { (now + MODULE_POLL).min(deadline) } else { g };
                     (format!("{why}; waiting {:.1} s for more devices{after}", cmd.grace.as_secs_f64()), wake)
                 }

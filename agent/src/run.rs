@@ -41,6 +41,9 @@ pub fn run(prog: &str, args: &[String], timeout: Duration) -> Outcome {
     let exe = crate::modules::find_tool(prog).unwrap_or_else(|| prog.into());
     let child = Command::new(&exe)
         .args(args)
+        // zroam has already seen every device node it names; without this, libzfs waits
+        // for udev to settle each device's links (seconds per device where udev is absent).
+        .env("ZPOOL_IMPORT_UDEV_TIMEOUT_MS", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Ramdisks made by the real generators for the guest kernel, with zroam installed the way a
+# package would (`make install DESTDIR=…`), optionally beside OpenZFS's own zfs-dracut /
+# zfs-initramfs. The host keeps its own /usr: each generator runs in a private mount
+# namespace where the staged files are bind-mounted at the paths the generator reads
+# (/usr/lib/dracut/modules.d, /usr/share/initramfs-tools) and /etc/hostid is the lab's.
+# Usage: gen-images.sh ZROAM_BINARY KIND STOCK -> prints the cached ramdisk's path
+#   KIND: dracut-systemd | dracut-shell | initramfs-tools     STOCK: with | without
+set -euo pipefail
+shopt -s inherit_errexit
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=builder.sh
+source "$here/builder.sh"
+
+bin=$(realpath "$1") kind=$2 stock=$3
+HOSTID=5eed1234
+case $kind in dracut-systemd | dracut-shell | initramfs-tools) ;; *) echo "unknown kind $kind" >&2; exit 2 ;; esac
+case $stock in with | without) ;; *) echo "stock must be with or without" >&2; exit 2 ;; esac
+
+key=$( (cd "$repo" && cat "$here/gen-images.sh" "$bin" Makefile dracut/90zroam/* initramfs-tools/*/*
+  echo "$LAB_KVER $kind $stock"; dpkg-query -W dracut-core initramfs-tools zfsutils-linux) | sha256sum | cut -c1-16)
+out=$ZROAM_LAB_CACHE/gen/$kind-$stock-$key.img
+[ -s "$out" ] && { echo "$out"; exit 0; }
+mkdir -p "$(dirname "$out")"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# zroam as a package would install it.
+make -s -C "$repo" install DESTDIR="$tmp/dest" PREFIX=/usr BIN="$bin" >/dev/null
+# OpenZFS's generator support, unpacked from the Debian packages of the installed OpenZFS.
+if [ "$stock" = with ]; then
+  ver=$(dpkg-query -W -f '${Version}' zfsutils-linux)
+  (cd "$tmp" && apt-get download -q "zfs-dracut=$ver" "zfs-initramfs=$ver" >/dev/null 2>&1) ||
+    cp "$ZROAM_LAB_CACHE"/debs/zfs-{dracut,initramfs}_*.deb "$tmp/"
+  mkdir -p "$ZROAM_LAB_CACHE/debs" && cp -n "$tmp"/zfs-*.deb "$ZROAM_LAB_CACHE/debs/" 2>/dev/null || true
+  for d in "$tmp"/zfs-dracut_*.deb "$tmp"/zfs-initramfs_*.deb; do dpkg-deb -x "$d" "$tmp/stock"; done
+fi
+printf "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" >"$tmp/hostid"
+
+# The generator's directory as it would be with the packages installed.
+view=$tmp/view
+case $kind in
+dracut-*)
+  mkdir -p "$view"
+  cp -a /usr/lib/dracut/modules.d/. "$view/"
+  cp -a "$tmp/dest/usr/lib/dracut/modules.d/." "$view/"
+  [ "$stock" = with ] && cp -a "$tmp/stock/usr/lib/dracut/modules.d/." "$view/"
+  mnt=/usr/lib/dracut/modules.d
+  mods="zroam"
+  [ "$stock" = with ] && mods="zroam zfs"
+  omit=""
+  [ "$kind" = dracut-shell ] && omit="systemd systemd-initrd dracut-systemd"
+  gen=(dracut --force --no-hostonly --no-early-microcode --reproducible --compress gzip
+    --add "$mods" ${omit:+--omit "$omit"} --kver "$LAB_KVER" "$tmp/out.img")
+  ;;
+initramfs-tools)
+  mkdir -p "$view"
+  cp -a /usr/share/initramfs-tools/. "$view/"
+  cp -a "$tmp/dest/usr/share/initramfs-tools/." "$view/"
+  [ "$stock" = with ] && cp -a "$tmp/stock/usr/share/initramfs-tools/." "$view/"
+  mnt=/usr/share/initramfs-tools
+  gen=(mkinitramfs -o "$tmp/out.img" "$LAB_KVER")
+  ;;
+esac
+
+# The generators reset PATH: ZROAM_BIN names the staged binary (each hook honours it).
+ZROAM_BIN=$tmp/dest/usr/sbin/zroam unshare -m bash -c '
+  set -e
+  mount --bind "$1" "$2"
+  mount --bind "$3" /etc/hostid
+  shift 3
+  "$@"' gen "$view" "$mnt" "$tmp/hostid" "${gen[@]}" >"$tmp/log" 2>&1 ||
+  { cat "$tmp/log" >&2; echo "lab: $kind ($stock stock) failed" >&2; exit 1; }
+[ -n "${LAB_GEN_LOG:-}" ] && cp "$tmp/log" "$LAB_GEN_LOG"
+mv "$tmp/out.img" "$out"
+lab_log "$kind ramdisk ($stock OpenZFS's own module): $(du -h "$out" | cut -f1)"
+echo "$out"

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""zroam inside the real generators' ramdisks: dracut (with and without systemd in the
+initramfs) and initramfs-tools, each built by the generator itself from a `make install
+DESTDIR=…` staging (tests/lab/gen-images.sh), alone and beside OpenZFS's own zfs-dracut /
+zfs-initramfs. Each image boots scenarios 1, 2, 5 and 6 of the boot lab; zroam must be the
+one that mounts the root (its report says "mounted"), and the name collision must be settled
+by zroam's rules, not by the stock module's import by name.
+
+mkinitcpio is not in Debian: tests/mkinitcpio/harness.sh runs zroam's install hook against
+an implementation of the build API (recording the calls) and boots scenario 2 with the
+runtime hook under busybox.
+
+usage: gen_lab.py ZROAM_BINARY [CASE...]   CASE: KIND-with | KIND-without | mkinitcpio
+"""
+import os
+import shutil
+import sys
+import time
+
+import boot_lab as bl
+
+KINDS = ["dracut-systemd", "dracut-shell", "initramfs-tools"]
+SCENARIOS = ["1-mirror", "2-usb-degraded", "5-foreign-stick", "6-name-collision"]
+# What zroam's mkinitcpio install hook must ask the build API for.
+MKINITCPIO_CALLS = ["add_binary zpool", "add_binary zfs", "add_module zfs", "add_module usb_storage?", "add_runscript"]
+
+
+def image(binary, case):
+    """The ramdisk for a case, and the scenarios it boots."""
+    if case == "mkinitcpio":
+        img = bl.sh("bash", os.path.join(bl.HERE, "..", "mkinitcpio", "harness.sh"), binary).strip()
+        calls = open(img + ".calls").read().splitlines()
+        missing = [c for c in MKINITCPIO_CALLS if c not in calls]
+        if not any(c.startswith("add_binary ") and c.endswith(" /usr/bin/zroam") for c in calls):
+            missing.append("add_binary … /usr/bin/zroam")
+        return img, ["2-usb-degraded"], missing
+    kind, stock = case.rsplit("-", 1)
+    img = bl.sh("bash", os.path.join(bl.HERE, "gen-images.sh"), binary, kind, stock).strip()
+    return img, SCENARIOS, []
+
+
+def main():
+    args = sys.argv[1:]
+    if not args:
+        print(__doc__, file=sys.stderr)
+        return 2
+    binary = os.path.abspath(args.pop(0))
+    cases = args or [f"{k}-{s}" for k in KINDS for s in ("without", "with")] + ["mkinitcpio"]
+    t0 = time.monotonic()
+    rows, failed = [], 0
+    for case in cases:
+        initrd, scenarios, missing = image(binary, case)
+        lab = bl.Lab(binary, initrd=initrd, outcome="mounted")
+        case_failed = bool(missing)
+        if missing:
+            failed += 1
+            rows.append((case, "build API calls", "FAIL", "-", "0"))
+            bl.log(f"{case}: the install hook did not call: {', '.join(missing)}")
+        for n in scenarios:
+            e = []
+            t = time.monotonic()
+            try:
+                r = bl.SCENARIOS[n](lab, e)
+            except Exception as x:  # a broken scenario is a failure, not a crash of the suite
+                r, e = None, [f"{type(x).__name__}: {x}"]
+            tti = f"{r.be['uptime']:.2f}" if r and r.be else "-"
+            rows.append((case, n, "ok" if not e else "FAIL", tti, f"{time.monotonic() - t:.0f}"))
+            if e:
+                failed += 1
+                case_failed = True
+                bl.log(f"{case} {n}: FAIL: " + "; ".join(e) + f" (logs in {lab.work})")
+            else:
+                bl.log(f"{case} {n}: ok")
+        if not case_failed:
+            shutil.rmtree(lab.work, ignore_errors=True)
+    print(f"{'image':<26} {'scenario':<18} {'result':<6} {'init at (s)':>11} {'wall (s)':>8}")
+    for row in rows:
+        print(f"{row[0]:<26} {row[1]:<18} {row[2]:<6} {row[3]:>11} {row[4]:>8}")
+    print(f"lab-gen: {len(rows) - failed} passed, {failed} failed in {time.monotonic() - t0:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
