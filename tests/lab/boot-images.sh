@@ -34,19 +34,11 @@ INIT
 
 # job HOSTID NDISKS CREATE-OPTIONS BE[:child]... — the first BE is bootfs.
 job_for() {
-  local hostid=$1 n=$2 opts=$3 disks="" vdevs="" i; shift 3
-  for ((i = 0; i < n; i++)); do disks+=" $(lab_disk_name $i)"; vdevs+=" /dev/$(lab_disk_name $i)2"; done
+  local hostid=$1 n=$2 opts=$3 vdevs="" i; shift 3
+  for ((i = 0; i < n; i++)); do vdevs+=" /dev/$(lab_disk_name $i)2"; done
   [ "$n" -gt 1 ] && vdevs="mirror$vdevs"
+  lab_job_disks "$n" "$hostid"
   cat <<JOB
-zgenhostid -f $hostid
-for d in$disks; do
-  sgdisk -n1:0:+64M -t1:EF00 -c1:EFI -n2:0:0 -t2:BF01 -c2:zfs /dev/\$d
-  blockdev --rereadpt /dev/\$d
-done
-for d in$disks; do
-  i=0; while [ ! -b /dev/\${d}2 ] && [ \$i -lt 100 ]; do sleep 0.05; i=\$((i+1)); done
-  mkfs.vfat -F 32 -n EFI /dev/\${d}1 2>&1 | grep -v codepage
-done
 zpool create -f $opts -O mountpoint=none -O canmount=off -R /mnt rpool $vdevs
 zfs create -o mountpoint=none -o canmount=off rpool/ROOT
 cat > /tmp/init <<'INIT'

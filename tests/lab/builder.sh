@@ -33,6 +33,25 @@ lab_part_geom() {
   echo "$((first * 512)) $(((last - first + 1) * 512))"
 }
 
+# Job lines (for lab_run_job) that set the builder's hostid and give each of the first N
+# virtio disks an ESP (FAT32, 64 MiB) and a ZFS partition (the rest): lab_job_disks N HOSTID
+lab_job_disks() {
+  local n=$1 disks="" i
+  for ((i = 0; i < n; i++)); do disks+=" $(lab_disk_name $i)"; done
+  cat <<JOB
+zgenhostid -f $2
+for d in$disks; do
+  sgdisk -n1:0:+64M -t1:EF00 -c1:EFI -n2:0:0 -t2:BF01 -c2:zfs /dev/\$d
+  blockdev --rereadpt /dev/\$d
+done
+# devtmpfs creates partition nodes asynchronously: wait (bounded) for them.
+for d in$disks; do
+  i=0; while [ ! -b /dev/\${d}2 ] && [ \$i -lt 100 ]; do sleep 0.05; i=\$((i+1)); done
+  mkfs.vfat -F 32 -n EFI /dev/\${d}1 2>&1 | grep -v codepage
+done
+JOB
+}
+
 # Copy a binary and the shared libraries it needs into a ramdisk tree.
 lab_copy_exec() {
   local root=$1 bin lib

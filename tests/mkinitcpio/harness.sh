@@ -25,7 +25,10 @@ trap 'rm -rf "$work"' EXIT
 BUILDROOT=$work/root
 calls=$work/calls
 mkdir -p "$BUILDROOT"/{usr/bin,usr/lib,dev,proc,sys,run,new_root,etc,hooks}
-for l in bin sbin usr/sbin; do ln -s /usr/bin "$BUILDROOT/$l"; done
+# Arch's merged layout. Relative links only: the harness writes through them from the host.
+ln -s usr/bin "$BUILDROOT/bin"
+ln -s usr/bin "$BUILDROOT/sbin"
+ln -s bin "$BUILDROOT/usr/sbin"
 ln -s usr/lib "$BUILDROOT/lib"
 ln -s usr/lib "$BUILDROOT/lib64"
 : >"$calls"
