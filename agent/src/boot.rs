@@ -4,7 +4,8 @@
 
 use crate::be;
 use crate::choose::{self, Choice, Facts, HostidAction, Readiness};
-use crate::cmdline::Cmdline;
+use crate::cmdline::{Cmdline, EspMode};
+use crate::espsync;
 use crate::efi::{self, BootedEsp};
 use crate::hostid;
 use crate::import;
@@ -174,6 +175,9 @@ impl Boot {
         let plan = self.stage("choose-be", |b| b.choose_be(&name))?;
         self.stage("mount", |b| b.mount_all(&plan))?;
         self.report.be = Some(plan);
+        if self.opts.cmdline.esp != EspMode::Off {
+            self.stage("esp", |b| b.esp_stage(guid, booted.as_ref()));
+        }
 
         if !self.opts.switch {
             self.report.outcome = "mounted";
@@ -415,6 +419,36 @@ impl Boot {
         }
         log::info!("boot environment {}: {}", plan.dataset, plan.reason);
         Ok(plan)
+    }
+
+    /// Stage 8, never fatal: its problems become warnings in the report.
+    fn esp_stage(&mut self, guid: u64, booted: Option<&BootedEsp>) {
+        let cmd = &self.opts.cmdline;
+        let opts = espsync::Options {
+            mode: if cmd.esp == EspMode::Check { espsync::Mode::Check } else { espsync::Mode::Sync },
+            dry_run: false,
+            budget: cmd.esp_budget,
+            mount_base: PathBuf::from("/run/zroam/esp"),
+        };
+        // vfat and the code pages its mount asks for; already there in most images.
+        let mods = ["vfat", "nls_cp437", "nls_ascii"].map(String::from);
+        run::run("modprobe", &[&["-q", "-a"].map(String::from)[..], &mods[..]].concat(), Duration::from_secs(10));
+        let Some(rep) = self.report.probe.as_ref() else { return };
+        let r = espsync::run(rep, guid, booted.map(|b| b.partuuid), &opts);
+        match r.primary {
+            Some(p) => log::info!("ESPs: primary {p}; {} in the set", r.esps.len()),
+            None => log::info!("ESPs: no primary known (no firmware record of the booted ESP): checking only"),
+        }
+        for e in &r.esps {
+            if !e.copied.is_empty() || !e.deleted.is_empty() {
+                let id = e.esp.as_ref().map(|x| x.partuuid.to_string()).unwrap_or_default();
+                log::info!("ESP {id}: {} copied, {} deleted ({} bytes)", e.copied.len(), e.deleted.len(), e.bytes);
+            }
+        }
+        for w in r.warnings.clone() {
+            self.warn(w);
+        }
+        self.report.esp = Some(r);
     }
 
     fn mount_all(&mut self, plan: &be::BePlan) -> Result<(), Failure> {

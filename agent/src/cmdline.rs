@@ -71,6 +71,11 @@ pub struct Cmdline {
     pub hostid: HostidMode,
     pub readonly: bool,
     pub esp: EspMode,
+    /// Longest time the ESP stage may take.
+    #[serde(serialize_with = "secs")]
+    pub esp_budget: Duration,
+    /// Create missing `Boot####` entries for the ESPs (off: only reported).
+    pub esp_bootentries: bool,
     pub shell: bool,
     pub init: Option<String>,
     pub quiet: bool,
@@ -84,6 +89,7 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
+pub const DEFAULT_ESP_BUDGET: Duration = Duration::from_secs(15);
 /// A longer wait is a typo, not a wish: cap it so boot stays bounded.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 
@@ -99,6 +105,8 @@ impl Default for Cmdline {
             hostid: HostidMode::Adopt,
             readonly: false,
             esp: EspMode::Sync,
+            esp_budget: DEFAULT_ESP_BUDGET,
+            esp_bootentries: false,
             shell: false,
             init: None,
             quiet: false,
@@ -231,6 +239,14 @@ pub fn parse(line: &str) -> Cmdline {
                 Some("off") => c.esp = EspMode::Off,
                 _ => bad(&mut c),
             },
+            "zroam.esp.budget" => match val.and_then(parse_secs) {
+                Some(d) => c.esp_budget = d,
+                None => bad(&mut c),
+            },
+            "zroam.esp.bootentries" => match parse_bool(val) {
+                Some(b) => c.esp_bootentries = b,
+                None => bad(&mut c),
+            },
             k if k.starts_with("zroam.") => c.warnings.push(format!("unknown parameter {word} ignored")),
             _ => {}
         }
@@ -269,8 +285,11 @@ mod tests {
     fn zroam_keys() {
         let c = parse(
             "quiet zroam.pool=1234567890123 zroam.wait=3 zfs_force=1 zroam.hostid=strict \
-             zroam.readonly=1 zroam.esp=check init=/bin/sh zroam.grace=0.5",
+             zroam.readonly=1 zroam.esp=check init=/bin/sh zroam.grace=0.5 zroam.esp.budget=4 \
+             zroam.esp.bootentries=1",
         );
+        assert_eq!(c.esp_budget, Duration::from_secs(4));
+        assert!(c.esp_bootentries);
         assert_eq!(c.pool, Some(PoolSel::Guid(1234567890123)));
         assert_eq!(c.wait, Duration::from_secs(3));
         assert_eq!(c.grace, Duration::from_millis(500));

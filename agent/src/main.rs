@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use zroam::{boot, choose, cmdline, console, efi, emergency, hostid, import, probe, report, setup};
+use zroam::{boot, choose, cmdline, console, efi, emergency, espset, espsync, hostid, import, probe, report, run, setup};
 
-const USAGE: &str = "usage: zroam init | boot | probe | plan | status   (zroam --version)
+const USAGE: &str = "usage: zroam init | boot | probe | plan | status | esp   (zroam --version)
 
   init    PID 1 of a zroam ramdisk (also when run as /init): mount /proc /sys /dev /run,
           load storage and zfs modules, then boot; on failure, the report and a shell.
@@ -20,6 +20,9 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | status   (zroam -
           what boot would decide now (pool, why, hostid, import command); changes nothing.
   status [--json] [--report PATH]
           this boot's report (/run/zroam/report.json).
+  esp sync [--dry-run] | esp status | esp add|remove PARTUUID
+          the ESP mirror on a running system: sync every secondary from the ESP the firmware
+          booted, show each ESP's role and drift, or change the ESP set.
 
 Kernel command line: root=ZFS=POOL[/DATASET] | root=zfs:AUTO, zroam.pool=NAME|GUID,
 zroam.wait=S (30), zroam.grace=S (2), zroam.force=1 (zfs_force=1), zroam.hostid=adopt|strict,
@@ -224,6 +227,96 @@ fn plan_cmd(mut args: lexopt::Parser) -> Res {
     Ok(ExitCode::from(code))
 }
 
+/// The pool mounted at / (a running system's root pool): its GUID, as zpool reports it.
+fn root_pool_guid() -> Option<u64> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let ds = mounts.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|f| f.len() > 2 && f[1] == "/" && f[2] == "zfs")?[0].to_string();
+    let pool = ds.split('/').next()?.to_string();
+    let o = run::run("zpool", &["get", "-H", "-o", "value", "guid", &pool].map(String::from), std::time::Duration::from_secs(30));
+    o.stdout.trim().parse().ok()
+}
+
+fn esp_cmd(mut args: lexopt::Parser) -> Res {
+    use lexopt::prelude::*;
+    let mut action = None;
+    let mut target = None;
+    let (mut dry_run, mut json) = (false, false);
+    let mut guid = None;
+    let mut efivars = PathBuf::from("/sys/firmware/efi/efivars");
+    let mut budget = cmdline::DEFAULT_ESP_BUDGET;
+    while let Some(arg) = args.next()? {
+        match arg {
+            Value(v) if action.is_none() => action = Some(v.string()?),
+            Value(v) if target.is_none() => target = Some(v.string()?),
+            Long("dry-run") => dry_run = true,
+            Long("json") => json = true,
+            Long("pool-guid") => guid = Some(args.value()?.parse()?),
+            Long("efivars") => efivars = PathBuf::from(args.value()?),
+            Long("budget") => budget = std::time::Duration::from_secs_f64(args.value()?.parse()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let Some(guid) = guid.or_else(root_pool_guid) else {
+        eprintln!("zroam esp: / is not on ZFS here; --pool-guid GUID names the pool");
+        return Ok(ExitCode::from(2));
+    };
+    let rep = probe::probe(&probe::Options::default());
+    let booted = efi::booted_esp(&efivars).map(|b| b.partuuid);
+    let base = PathBuf::from("/run/zroam/esp");
+    match (action.as_deref(), target) {
+        (Some("add" | "remove"), Some(t)) => {
+            let Ok(u) = uuid::Uuid::parse_str(&t) else {
+                eprintln!("zroam esp: '{t}' is not a PARTUUID");
+                return Ok(ExitCode::from(2));
+            };
+            let add = action.as_deref() == Some("add");
+            match espsync::update_set(&rep, guid, booted, &base, |s| {
+                s.esps.retain(|x| *x != u);
+                if add {
+                    s.esps.push(u);
+                }
+            }) {
+                Ok(s) => {
+                    print!("{}", espset::render(&s));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("zroam esp: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        (Some(a @ ("sync" | "status")), None) => {
+            let opts = espsync::Options {
+                mode: if a == "sync" { espsync::Mode::Sync } else { espsync::Mode::Check },
+                dry_run,
+                budget,
+                mount_base: base,
+            };
+            let r = espsync::run(&rep, guid, booted, &opts);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                println!("primary: {}", r.primary.map_or("none known (checking only)".into(), |p| p.to_string()));
+                for e in &r.esps {
+                    let Some(x) = &e.esp else { continue };
+                    let role = serde_json::to_value(&x.role).ok().and_then(|v| v["role"].as_str().map(str::to_string)).unwrap_or_default();
+                    let drift = e.drift.as_ref().map_or(String::new(), |d| format!(", would copy {} and delete {}", d.copies.len(), d.deletes.len()));
+                    println!("{} {:<9} {:<14} copied {} deleted {} kept {}{drift}", x.partuuid, role, x.node.as_deref().unwrap_or("-"), e.copied.len(), e.deleted.len(), e.kept_local.len());
+                }
+                for w in &r.warnings {
+                    println!("warning: {w}");
+                }
+            }
+            Ok(if r.warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        _ => {
+            eprintln!("usage: zroam esp sync [--dry-run] | status | add PARTUUID | remove PARTUUID   [--json] [--pool-guid G] [--efivars DIR] [--budget S]");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
 fn status_cmd(mut args: lexopt::Parser) -> Res {
     use lexopt::prelude::*;
     let mut json = false;
@@ -305,6 +398,7 @@ fn main() -> ExitCode {
         "probe" => probe_cmd(args),
         "plan" => plan_cmd(args),
         "status" => status_cmd(args),
+        "esp" => esp_cmd(args),
         other => {
             eprintln!("zroam: unknown command '{other}'\n{USAGE}");
             return ExitCode::from(2);

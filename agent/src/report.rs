@@ -77,6 +77,8 @@ pub struct Report {
     pub import: Option<ImportRecord>,
     pub be: Option<BePlan>,
     pub mounts: Vec<MountRecord>,
+    /// Stage 8: each ESP's role and what was copied, deleted or kept.
+    pub esp: Option<crate::espsync::EspReport>,
     pub init: Option<String>,
     /// "booted", "mounted" (--no-switch) or "failed".
     pub outcome: &'static str,
