@@ -184,7 +184,11 @@ fn set_marker(root: &Path, on: bool) -> Result<(), EspError> {
     } else {
         fs::remove_file(&m).map_err(io(&m))?;
         if let Some(dir) = m.parent() {
-            fsync_dir(dir);
+            // The directory was made for the marker unless the set file lives there too.
+            if fs::remove_dir(dir).is_err() {
+                fsync_dir(dir);
+            }
+            fsync_dir(root);
         }
     }
     Ok(())
@@ -239,6 +243,14 @@ fn sync_one(pri_root: Option<&Path>, pri: &Tree, local: &[String], esp: &Esp, op
             return Ok(());
         }
         let pri_root = pri_root.expect("a secondary is only written with a primary");
+        log::info!(
+            "ESP {}: syncing {} files ({} bytes), {} deletions from the primary{}",
+            esp.partuuid,
+            plan.copies.len(),
+            plan.bytes,
+            plan.deletes.len(),
+            if res.resumed { " (an earlier sync was interrupted)" } else { "" }
+        );
         apply(pri_root, &m.dir, &plan, &mut res, deadline)?;
         let after = esptree::plan(pri, &read_tree(&m.dir, deadline)?, local);
         res.verified = after.is_empty();
@@ -265,25 +277,16 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
     let deadline = t + opts.budget;
     let mut out = EspReport { mode: Some(opts.mode), ..EspReport::default() };
     // The set file: from the primary when the firmware named one, else from any ESP of the pool.
-    let first = espset::roles(rep, pool_guid, &[], booted);
-    let source = first
-        .iter()
-        .find(|e| e.role == Role::Primary)
-        .or_else(|| first.iter().find(|e| e.role == Role::Check))
-        .cloned();
+    let pick = |esps: &[Esp]| {
+        esps.iter().find(|e| e.role == Role::Primary).or_else(|| esps.iter().find(|e| e.role == Role::Check)).cloned()
+    };
     let mut set = espset::SetFile::default();
-    let mut primary_tree: Option<(Tree, Mounted)> = None;
-    if let Some(src) = &source {
-        let dir = opts.mount_base.join(format!("{}-source", src.partuuid));
-        match Mounted::new(src.node.as_deref().unwrap_or_default(), dir, true) {
+    if let Some(src) = pick(&espset::roles(rep, pool_guid, &[], booted)) {
+        match Mounted::new(src.node.as_deref().unwrap_or_default(), opts.mount_base.join("set-source"), true) {
             Ok(m) => {
                 if let Ok(text) = read_bounded(&m.dir.join(espset::SET_FILE)) {
                     set = espset::parse(&text);
                     out.warnings.extend(set.warnings.iter().map(|w| format!("{}: {w}", espset::SET_FILE)));
-                }
-                match read_tree(&m.dir, deadline) {
-                    Ok(tree) => primary_tree = Some((tree, m)),
-                    Err(e) => out.warnings.push(format!("cannot read ESP {}: {e}", src.partuuid)),
                 }
             }
             Err(e) => out.warnings.push(e.to_string()),
@@ -291,7 +294,19 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
     }
     let esps = espset::roles(rep, pool_guid, &set.esps, booted);
     out.primary = esps.iter().find(|e| e.role == Role::Primary).map(|e| e.partuuid);
-    let Some((tree, m)) = primary_tree.as_ref() else {
+    // The reference tree: the primary's, or (check only) the first ESP's.
+    let source = pick(&esps);
+    let mut reference: Option<(Tree, Mounted)> = None;
+    if let Some(src) = &source {
+        match Mounted::new(src.node.as_deref().unwrap_or_default(), opts.mount_base.join("source"), true) {
+            Ok(m) => match read_tree(&m.dir, deadline) {
+                Ok(tree) => reference = Some((tree, m)),
+                Err(e) => out.warnings.push(format!("cannot read ESP {}: {e}", src.partuuid)),
+            },
+            Err(e) => out.warnings.push(e.to_string()),
+        }
+    }
+    let Some((tree, m)) = reference.as_ref() else {
         out.esps = esps.into_iter().map(|e| EspResult { esp: Some(e), ..EspResult::default() }).collect();
         out.ms = t.elapsed().as_millis() as u64;
         return out;

@@ -35,7 +35,14 @@ pub fn pseudo_filesystems() -> Vec<String> {
     }
     let efi = "/sys/firmware/efi/efivars";
     if Path::new(efi).is_dir() && !mounted(efi) {
-        if let Err(e) = mount(Some("efivarfs"), efi, Some("efivarfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, None::<&str>) {
+        let m = || mount(Some("efivarfs"), efi, Some("efivarfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, None::<&str>);
+        let mut r = m();
+        if r == Err(nix::errno::Errno::ENODEV) {
+            // efivarfs is a module in distribution kernels (Debian's among them).
+            let _ = crate::run::run("modprobe", &["-q".to_string(), "efivarfs".to_string()], std::time::Duration::from_secs(10));
+            r = m();
+        }
+        if let Err(e) = r {
             warn.push(format!("mount efivarfs: {e} (the booted ESP will be unknown)"));
         }
     }

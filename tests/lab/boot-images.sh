@@ -78,14 +78,19 @@ declare -A SETS=(
   [single]="$OURS 1|-o cachefile=none|debian:var other"
   [foreign]="$FOREIGN 1|-o cachefile=none|foreign"
   [mmp]="$FOREIGN 1|-o cachefile=none -o multihost=on|mmp"
+  [mirror3]="$OURS 3|-o cachefile=none|debian"
+  # The ESPs of both disks are one md RAID1 with metadata 1.0 (superblock at the end, so
+  # the firmware still sees a FAT on each partition).
+  [mdesp]="$OURS 2|-o cachefile=none|debian|mdadm --create /dev/md0 --run --metadata=1.0 --level=1 --raid-devices=2 /dev/vda1 /dev/vdb1 && mkfs.vfat -F 32 -n EFI /dev/md0 && mdadm --stop /dev/md0"
 )
 
 build_set() {
-  local name=$1 spec=${SETS[$1]} dir key job hostid n opts bes i img disks=()
-  IFS='|' read -r hn opts bes <<<"$spec"
+  local name=$1 spec=${SETS[$1]} dir key job hostid n opts bes extra i img disks=()
+  IFS='|' read -r hn opts bes extra <<<"$spec"
   read -r hostid n <<<"$hn"
   # shellcheck disable=SC2086
   job=$(job_for "$hostid" "$n" "$opts" $bes)
+  [ -n "$extra" ] && job+=$'\n'"$extra"
   dir=$ZROAM_LAB_CACHE/boot-images/$name
   key=$( (echo "$job"; basename "$(lab_builder_initrd)") | sha256sum | cut -c1-16)
   if [ "$(cat "$dir/key" 2>/dev/null)" != "$key" ]; then
