@@ -7,13 +7,13 @@ TARGET := x86_64-unknown-linux-gnu
 BIN := target/$(TARGET)/release/zroam
 export ZROAM_LAB_CACHE ?= /var/cache/zroam-lab
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS := nvlist label gpt
+FUZZ_TARGETS := nvlist label gpt espset
 FUZZ_ENV := RUSTC_BOOTSTRAP=1
 
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: install uninstall all build setup toolchain check unit binary fuzz-regress lab-probe lab-boot lab-gen demo demo-probe fuzz fixtures clean
+.PHONY: install uninstall all build setup toolchain check unit binary fuzz-regress lab-probe lab-boot lab-gen lab-esp demo demo-probe fuzz fixtures clean
 
 all: build
 
@@ -28,7 +28,7 @@ setup:
 toolchain:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-check: build setup toolchain unit binary fuzz-regress lab-probe lab-boot lab-gen
+check: build setup toolchain unit binary fuzz-regress lab-probe lab-boot lab-gen lab-esp
 
 unit:
 	cargo test --locked
@@ -54,6 +54,10 @@ lab-boot: build setup
 # mkinitcpio harness (tests/lab/gen_lab.py).
 lab-gen: build setup
 	python3 tests/lab/gen_lab.py $(BIN) $(GEN_CASES)
+
+# OVMF + systemd-boot boot one ESP; zroam mirrors it to the others (tests/lab/esp_lab.py).
+lab-esp: build setup
+	python3 tests/lab/esp_lab.py $(BIN) $(ESP_SCENARIOS)
 
 # Boots a mirror's second disk alone, over USB: zroam's log, the report, the BE's marker.
 demo: build setup

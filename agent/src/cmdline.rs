@@ -74,8 +74,6 @@ pub struct Cmdline {
     /// Longest time the ESP stage may take.
     #[serde(serialize_with = "secs")]
     pub esp_budget: Duration,
-    /// Create missing `Boot####` entries for the ESPs (off: only reported).
-    pub esp_bootentries: bool,
     pub shell: bool,
     pub init: Option<String>,
     pub quiet: bool,
@@ -106,7 +104,6 @@ impl Default for Cmdline {
             readonly: false,
             esp: EspMode::Sync,
             esp_budget: DEFAULT_ESP_BUDGET,
-            esp_bootentries: false,
             shell: false,
             init: None,
             quiet: false,
@@ -243,10 +240,6 @@ pub fn parse(line: &str) -> Cmdline {
                 Some(d) => c.esp_budget = d,
                 None => bad(&mut c),
             },
-            "zroam.esp.bootentries" => match parse_bool(val) {
-                Some(b) => c.esp_bootentries = b,
-                None => bad(&mut c),
-            },
             k if k.starts_with("zroam.") => c.warnings.push(format!("unknown parameter {word} ignored")),
             _ => {}
         }
@@ -285,11 +278,9 @@ mod tests {
     fn zroam_keys() {
         let c = parse(
             "quiet zroam.pool=1234567890123 zroam.wait=3 zfs_force=1 zroam.hostid=strict \
-             zroam.readonly=1 zroam.esp=check init=/bin/sh zroam.grace=0.5 zroam.esp.budget=4 \
-             zroam.esp.bootentries=1",
+             zroam.readonly=1 zroam.esp=check init=/bin/sh zroam.grace=0.5 zroam.esp.budget=4",
         );
         assert_eq!(c.esp_budget, Duration::from_secs(4));
-        assert!(c.esp_bootentries);
         assert_eq!(c.pool, Some(PoolSel::Guid(1234567890123)));
         assert_eq!(c.wait, Duration::from_secs(3));
         assert_eq!(c.grace, Duration::from_millis(500));

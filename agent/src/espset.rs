@@ -48,8 +48,14 @@ pub fn parse(text: &str) -> SetFile {
                 Ok(_) => {}
                 Err(_) => s.warnings.push(format!("line {}: '{v}' is not a PARTUUID", n + 1)),
             },
-            "local" if !v.is_empty() && !v.split('/').any(|c| c == "..") => {
-                s.local.push(v.trim_matches('/').to_string());
+            "local" => {
+                // Relative to the ESP's root; a way out of it (`..`) is not a path on the ESP.
+                let p = v.trim_matches(|c: char| c == '/' || c.is_whitespace());
+                if p.is_empty() || p.split('/').any(|c| c.trim() == "..") {
+                    s.warnings.push(format!("line {}: '{v}' is not a path on the ESP", n + 1));
+                } else {
+                    s.local.push(p.to_string());
+                }
             }
             _ => s.warnings.push(format!("line {}: not understood: {line}", n + 1)),
         }

@@ -26,7 +26,8 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | status | esp   (z
 
 Kernel command line: root=ZFS=POOL[/DATASET] | root=zfs:AUTO, zroam.pool=NAME|GUID,
 zroam.wait=S (30), zroam.grace=S (2), zroam.force=1 (zfs_force=1), zroam.hostid=adopt|strict,
-zroam.readonly=1, zroam.shell=1, zroam.debug=1, init=PATH, quiet.
+zroam.readonly=1, zroam.esp=sync|check|off, zroam.esp.budget=S (15), zroam.shell=1,
+zroam.debug=1, init=PATH, quiet.
 ";
 
 type Res = Result<ExitCode, lexopt::Error>;

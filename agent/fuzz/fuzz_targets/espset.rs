@@ -1,0 +1,17 @@
+//! Any bytes as an ESP-set file (it comes from a FAT anyone can write) and as the EFI
+//! variables that name the booted ESP: no panic, bounded output, and a parse of the
+//! rendering gives back the same set.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use zroam::{efi, espset};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let s = espset::parse(&text);
+    assert!(s.esps.len() + s.local.len() <= 256);
+    let again = espset::parse(&espset::render(&s));
+    assert_eq!((again.esps, again.local), (s.esps, s.local));
+    let _ = efi::parse_loader_partuuid(data);
+    let _ = efi::parse_boot_current(data);
+    let _ = efi::parse_load_option_partuuid(data);
+});
