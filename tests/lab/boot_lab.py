@@ -466,6 +466,34 @@ def demo(lab, name):
     return 0 if not e else 1
 
 
+def run_scenario(name, fn, lab, prefix=""):
+    """Runs one scenario: a row (case, scenario, result, BE init uptime, wall s, note)."""
+    e = []
+    t = time.monotonic()
+    try:
+        r = fn(lab, e)
+    except Exception as x:  # a broken scenario is a failure, not a crash of the suite
+        r, e = None, e + [f"{type(x).__name__}: {x}"]
+    tti = f"{r.be['uptime']:.2f}" if r and r.be else "-"
+    note = getattr(r, "note", "") if r else ""
+    if e:
+        log(f"{prefix}{name}: FAIL: " + "; ".join(e) + f" (logs in {lab.work})")
+    else:
+        log(f"{prefix}{name}: ok")
+    return (prefix.strip(), name, "ok" if not e else "FAIL", tti, f"{time.monotonic() - t:.0f}", note)
+
+
+def print_table(suite, rows, t0):
+    """The results table and the summary line; returns the number of failures."""
+    wide = any(r[0] for r in rows)
+    print((f"{'image':<26} " if wide else "") + f"{'scenario':<22} {'result':<6} {'init at (s)':>11} {'wall (s)':>8}  note")
+    for r in rows:
+        print((f"{r[0]:<26} " if wide else "") + f"{r[1]:<22} {r[2]:<6} {r[3]:>11} {r[4]:>8}  {r[5]}")
+    failed = sum(r[2] != "ok" for r in rows)
+    print(f"{suite}: {len(rows) - failed} passed, {failed} failed in {time.monotonic() - t0:.0f} s")
+    return failed
+
+
 def main():
     args = sys.argv[1:]
     if not args:
@@ -477,29 +505,8 @@ def main():
     if args[:1] == ["--demo"]:
         return demo(lab, args[1])
     names = args or list(SCENARIOS)
-    passed = failed = 0
-    rows = []
-    for n in names:
-        e = []
-        t = time.monotonic()
-        try:
-            r = SCENARIOS[n](lab, e)
-        except Exception as x:  # a broken scenario is a failure, not a crash of the suite
-            r, e = None, e + [f"{type(x).__name__}: {x}"]
-        wall = time.monotonic() - t
-        tti = f"{r.be['uptime']:.2f}" if r and r.be else "-"
-        note = getattr(r, "note", "") if r else ""
-        rows.append((n, "ok" if not e else "FAIL", tti, f"{wall:.0f}", note))
-        if e:
-            failed += 1
-            log(f"{n}: FAIL: " + "; ".join(e) + f" (logs in {lab.work})")
-        else:
-            passed += 1
-            log(f"{n}: ok")
-    print(f"{'scenario':<20} {'result':<6} {'init at (s)':>11} {'wall (s)':>8}  note")
-    for row in rows:
-        print(f"{row[0]:<20} {row[1]:<6} {row[2]:>11} {row[3]:>8}  {row[4]}")
-    print(f"lab-boot: {passed} passed, {failed} failed in {time.monotonic() - t0:.0f} s")
+    rows = [run_scenario(n, SCENARIOS[n], lab) for n in names]
+    failed = print_table("lab-boot", rows, t0)
     if not failed:
         shutil.rmtree(lab.work, ignore_errors=True)
     return 1 if failed else 0

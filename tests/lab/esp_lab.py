@@ -86,6 +86,7 @@ def managed(t):
 class EspLab:
     def __init__(self, binary):
         self.lab = bl.Lab(binary)
+        self.work = self.lab.work
         self.kernel = open(bl.KERNEL, "rb").read()
         self.initrd = open(self.lab.initrd, "rb").read()
         self.sdboot = open(SDBOOT, "rb").read()
@@ -146,7 +147,10 @@ class EspLab:
         serial = vm.finish(30)
         with open(os.path.join(work, f"{tag}.serial.log"), "w") as f:
             f.write(serial)
-        return bl.Result(serial, time.monotonic() - t0)
+        r = bl.Result(serial, time.monotonic() - t0)
+        ms = esp_report(r).get("ms")
+        r.note = f"esp stage {ms} ms" if ms is not None else ""
+        return r
 
 
 def esp_report(r):
@@ -298,26 +302,8 @@ def main():
     binary = os.path.abspath(args.pop(0))
     t0 = time.monotonic()
     lab = EspLab(binary)
-    rows, failed = [], 0
-    for n in args or list(SCENARIOS):
-        e = []
-        t = time.monotonic()
-        try:
-            r = SCENARIOS[n](lab, e)
-        except Exception as x:  # a broken scenario is a failure, not a crash of the suite
-            r, e = None, [f"{type(x).__name__}: {x}"]
-        tti = f"{r.be['uptime']:.2f}" if r and r.be else "-"
-        ms = (esp_report(r).get("ms") if r else None)
-        rows.append((n, "ok" if not e else "FAIL", tti, f"{time.monotonic() - t:.0f}", f"esp stage {ms} ms" if ms is not None else ""))
-        if e:
-            failed += 1
-            bl.log(f"{n}: FAIL: " + "; ".join(e) + f" (logs in {lab.lab.work})")
-        else:
-            bl.log(f"{n}: ok")
-    print(f"{'scenario':<22} {'result':<6} {'init at (s)':>11} {'wall (s)':>8}  note")
-    for row in rows:
-        print(f"{row[0]:<22} {row[1]:<6} {row[2]:>11} {row[3]:>8}  {row[4]}")
-    print(f"lab-esp: {len(rows) - failed} passed, {failed} failed in {time.monotonic() - t0:.0f} s")
+    rows = [bl.run_scenario(n, SCENARIOS[n], lab) for n in args or list(SCENARIOS)]
+    failed = bl.print_table("lab-esp", rows, t0)
     if not failed:
         shutil.rmtree(lab.lab.work, ignore_errors=True)
     return 1 if failed else 0

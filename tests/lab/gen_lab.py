@@ -41,38 +41,24 @@ def image(binary, case):
 
 
 def run_case(binary, case):
-    """Builds the case's image and boots its scenarios; returns rows and the failure count."""
-    rows, failed = [], 0
+    """Builds the case's image and boots its scenarios; returns their rows."""
     try:
         initrd, scenarios, missing = image(binary, case)
     except Exception as x:
         bl.log(f"{case}: cannot build the image: {x}")
-        return [(case, "image", "FAIL", "-", "0")], 1
+        return [(case, "image", "FAIL", "-", "0", str(x))]
     # initramfs-tools' panic() reboots when panic= is on the command line, instead of opening
     # its shell: those images boot without it.
     base = bl.BASE_ARGS.replace(" panic=-1", "") if case.startswith("initramfs-tools") else bl.BASE_ARGS
     lab = bl.Lab(binary, initrd=initrd, outcome="mounted", base=base)
+    rows = []
     if missing:
-        failed += 1
-        rows.append((case, "build API calls", "FAIL", "-", "0"))
+        rows.append((case, "build API calls", "FAIL", "-", "0", "not called: " + ", ".join(missing)))
         bl.log(f"{case}: the install hook did not call: {', '.join(missing)}")
-    for n in scenarios:
-        e = []
-        t = time.monotonic()
-        try:
-            r = bl.SCENARIOS[n](lab, e)
-        except Exception as x:  # a broken scenario is a failure, not a crash of the suite
-            r, e = None, [f"{type(x).__name__}: {x}"]
-        tti = f"{r.be['uptime']:.2f}" if r and r.be else "-"
-        rows.append((case, n, "ok" if not e else "FAIL", tti, f"{time.monotonic() - t:.0f}"))
-        if e:
-            failed += 1
-            bl.log(f"{case} {n}: FAIL: " + "; ".join(e) + f" (logs in {lab.work})")
-        else:
-            bl.log(f"{case} {n}: ok")
-    if not failed:
+    rows += [bl.run_scenario(n, bl.SCENARIOS[n], lab, prefix=f"{case} ") for n in scenarios]
+    if all(r[2] == "ok" for r in rows):
         shutil.rmtree(lab.work, ignore_errors=True)
-    return rows, failed
+    return rows
 
 
 def main():
@@ -88,13 +74,8 @@ def main():
     # The pool images once, before the workers share them.
     bl.sh("bash", os.path.join(bl.HERE, "boot-images.sh"), "mirror", "single", "foreign", "mmp")
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda c: run_case(binary, c), cases))
-    rows = [row for rs, _ in results for row in rs]
-    failed = sum(f for _, f in results)
-    print(f"{'image':<26} {'scenario':<18} {'result':<6} {'init at (s)':>11} {'wall (s)':>8}")
-    for row in rows:
-        print(f"{row[0]:<26} {row[1]:<18} {row[2]:<6} {row[3]:>11} {row[4]:>8}")
-    print(f"lab-gen: {len(rows) - failed} passed, {failed} failed in {time.monotonic() - t0:.0f} s")
+        rows = [row for rs in pool.map(lambda c: run_case(binary, c), cases) for row in rs]
+    failed = bl.print_table("lab-gen", rows, t0)
     return 1 if failed else 0
 
 
