@@ -430,9 +430,6 @@ impl Boot {
             budget: cmd.esp_budget,
             mount_base: PathBuf::from("/run/zroam/esp"),
         };
-        // vfat and the code pages its mount asks for; already there in most images.
-        let mods = ["vfat", "nls_cp437", "nls_ascii"].map(String::from);
-        run::run("modprobe", &[&["-q", "-a"].map(String::from)[..], &mods[..]].concat(), Duration::from_secs(10));
         let Some(rep) = self.report.probe.as_ref() else { return };
         let r = espsync::run(rep, guid, booted.map(|b| b.partuuid), &opts);
         match r.primary {

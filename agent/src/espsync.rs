@@ -78,6 +78,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EspError + '_ {
     move |source| EspError::Io { path: path.display().to_string(), source }
 }
 
+/// vfat and the code pages its mount asks for (modules in distribution kernels; loading
+/// what is already there is a no-op).
+fn load_fat_modules() {
+    let args = ["-q", "-a", "vfat", "nls_cp437", "nls_ascii"].map(String::from);
+    crate::run::run("modprobe", &args, Duration::from_secs(10));
+}
+
 /// A mounted ESP, unmounted when dropped.
 struct Mounted {
     dir: PathBuf,
@@ -275,6 +282,7 @@ fn sync_one(pri_root: Option<&Path>, pri: &Tree, local: &[String], esp: &Esp, op
 pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Options) -> EspReport {
     let t = Instant::now();
     let deadline = t + opts.budget;
+    load_fat_modules();
     let mut out = EspReport { mode: Some(opts.mode), ..EspReport::default() };
     // The set file: from the primary when the firmware named one, else from any ESP of the pool.
     let pick = |esps: &[Esp]| {
@@ -340,6 +348,7 @@ fn read_bounded(p: &Path) -> std::io::Result<String> {
 /// itself describes, old and new members alike). An administrator's explicit change: unlike
 /// the boot's sync, it writes the primary too, or the next sync would undo it.
 pub fn update_set(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, base: &Path, change: impl Fn(&mut espset::SetFile)) -> Result<espset::SetFile, String> {
+    load_fat_modules();
     let first = espset::roles(rep, pool_guid, &[], booted);
     let src = first
         .iter()

@@ -95,11 +95,11 @@ class EspLab:
             name, d = line.split()
             self.lab.images[name] = json.load(open(os.path.join(d, "manifest.json")))
 
-    def primary_files(self, extra=None):
+    def primary_files(self, extra=None, append=APPEND):
         f = {
             "EFI/BOOT/BOOTX64.EFI": self.sdboot,
             "loader/loader.conf": b"default zroam.conf\ntimeout 0\n",
-            "loader/entries/zroam.conf": f"title zroam lab\nlinux /lab/vmlinuz\ninitrd /lab/initrd\noptions {APPEND}\n".encode(),
+            "loader/entries/zroam.conf": f"title zroam lab\nlinux /lab/vmlinuz\ninitrd /lab/initrd\noptions {append}\n".encode(),
             "lab/vmlinuz": self.kernel,
             "lab/initrd": self.initrd,
         }
@@ -115,7 +115,7 @@ class EspLab:
             "loader/random-seed": seed,
         }
 
-    def boot(self, tag, disks, firmware=True, kill_on=None, timeout=240):
+    def boot(self, tag, disks, firmware=True, kill_on=None, timeout=240, shell_cmd=bl.SHELL_CMD):
         """disks: [(image, bus, bootindex)]. With firmware: OVMF boots the lowest bootindex."""
         work = self.lab.work
         a = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "1024",
@@ -143,7 +143,7 @@ class EspLab:
         else:
             vm.expect(r"ZROAM-BE-INIT|zroam# ", timeout)
             if b"ZROAM-BE-INIT" not in vm.out:
-                vm.send(bl.SHELL_CMD)
+                vm.send(shell_cmd)
         serial = vm.finish(30)
         with open(os.path.join(work, f"{tag}.serial.log"), "w") as f:
             f.write(serial)
@@ -284,6 +284,31 @@ def s6_mdraid(lab, e):
     return r
 
 
+def s7_running_system(lab, e):
+    """`zroam esp status`, `esp sync --dry-run` and `esp sync` from a shell, root mounted."""
+    a, b = lab.lab.disk("mirror", 0, "e7"), lab.lab.disk("mirror", 1, "e7")
+    put(a, lab.stale_files(os.urandom(32)))
+    put(b, lab.primary_files(append=APPEND + " zroam.esp=off zroam.shell=1"))
+    before_a, before_b = part_hash(a), part_hash(b)
+    g = lab.lab.guid("mirror")
+    z = f"zroam esp --pool-guid {g}"
+    cmd = (f"ln -s /init /bin/zroam; echo ESP-STATUS-BEGIN; {z} status; echo ESP-DRY-BEGIN; {z} sync --dry-run; "
+           f"echo ESP-HASH-CHECK; echo ESP-SYNC-BEGIN; {z} sync; echo ESP-SYNC-END rc=$?; poweroff -f\n")
+    r = lab.boot("e7", [(a, "virtio", 2), (b, "virtio", 1)], shell_cmd=cmd)
+    out = r.serial
+    status = bl.between(out, "ESP-STATUS-BEGIN", "ESP-DRY-BEGIN") or ""
+    bl.check(f"primary: {partuuid(b)}" in status, f"esp status did not name the primary: {status!r}", e)
+    bl.check("would copy" in status and partuuid(a) in status, f"esp status shows no drift for A: {status!r}", e)
+    dry = bl.between(out, "ESP-DRY-BEGIN", "ESP-HASH-CHECK") or ""
+    bl.check("would copy" in dry, f"esp sync --dry-run shows no plan: {dry!r}", e)
+    bl.check("ESP-SYNC-END rc=0" in out, "zroam esp sync did not succeed", e)
+    bl.check(part_hash(b) == before_b, "the booted ESP changed", e)
+    bl.check(part_hash(a) != before_a, "esp sync did not write the secondary", e)
+    ms, ma = managed(tree(b)), managed(tree(a))
+    bl.check(ms == ma, f"after esp sync A differs from B: {sorted(set(ms) ^ set(ma))}", e)
+    return r
+
+
 SCENARIOS = {
     "1-two-disks": s1_two_disks,
     "2-three-disks-usb": s2_three_disks_usb,
@@ -291,6 +316,7 @@ SCENARIOS = {
     "4-corrupt-secondary": s4_corrupt_secondary,
     "5-bios-check-only": s5_bios,
     "6-mdraid": s6_mdraid,
+    "7-running-system": s7_running_system,
 }
 
 
