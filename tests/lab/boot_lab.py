@@ -82,14 +82,15 @@ class Vm:
                 return False
         return True
 
-    def expect(self, pattern, timeout):
+    def expect(self, pattern, timeout, since=0):
+        """Reads until `pattern` shows up in the output after byte `since` (or the end)."""
         until = time.monotonic() + timeout
         rx = re.compile(pattern.encode())
-        while not rx.search(self.out):
-            if not self.pump(until) and not rx.search(self.out):
+        while not rx.search(self.out, since):
+            if not self.pump(until) and not rx.search(self.out, since):
                 return False
             if time.monotonic() >= until:
-                return bool(rx.search(self.out))
+                return bool(rx.search(self.out, since))
         return True
 
     def send(self, text):
@@ -244,8 +245,15 @@ class Lab:
         if vm.expect(f"ZROAM-BE-INIT|{self.prompt}|{SULOGIN}", timeout) and b"ZROAM-BE-INIT" not in vm.out:
             if re.search(SULOGIN.encode(), vm.out):
                 # systemd's emergency.service without a root password: Enter gives the shell.
-                vm.send("\n")
-                vm.expect(r"# ", 30)
+                # An Enter typed before sulogin reads is lost: give it a moment, and retry.
+                for _ in range(3):
+                    settle = time.monotonic() + 1
+                    while time.monotonic() < settle and vm.pump(settle):
+                        pass
+                    mark = len(vm.out)
+                    vm.send("\n")
+                    if vm.expect(r"# ", 10, since=mark):
+                        break
             vm.send(on_shell)
         serial = vm.finish(30)
         with open(os.path.join(self.work, f"{tag}.serial.log"), "w") as f:
