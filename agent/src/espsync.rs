@@ -162,13 +162,17 @@ fn fsync_dir(p: &Path) {
     }
 }
 
-/// Write `to` with the bytes of `from`: under a temporary name in the same directory, fsync,
-/// rename into place, fsync the directory. A crash leaves the old file or the new one.
 fn copy_atomic(from: &Path, to: &Path) -> Result<(), EspError> {
-    let tmp = PathBuf::from(format!("{}{TMP_SUFFIX}", to.display()));
     let mut src = fs::File::open(from).map_err(io(from))?;
+    write_atomic(&mut src, to)
+}
+
+/// Write `to` from `src` under a temporary name in the same directory, fsync, rename into
+/// place, fsync the directory: a crash leaves the old file or the new one.
+fn write_atomic(src: &mut dyn Read, to: &Path) -> Result<(), EspError> {
+    let tmp = PathBuf::from(format!("{}{TMP_SUFFIX}", to.display()));
     let mut dst = fs::File::create(&tmp).map_err(io(&tmp))?;
-    std::io::copy(&mut src, &mut dst).map_err(io(&tmp))?;
+    std::io::copy(src, &mut dst).map_err(io(&tmp))?;
     dst.flush().map_err(io(&tmp))?;
     dst.sync_all().map_err(io(&tmp))?;
     drop(dst);
@@ -285,28 +289,30 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
     load_fat_modules();
     let mut out = EspReport { mode: Some(opts.mode), ..EspReport::default() };
     // The set file: from the primary when the firmware named one, else from any ESP of the pool.
-    let pick = |esps: &[Esp]| {
-        esps.iter().find(|e| e.role == Role::Primary).or_else(|| esps.iter().find(|e| e.role == Role::Check)).cloned()
-    };
     let mut set = espset::SetFile::default();
+    let mut mounted: Option<(Uuid, Mounted)> = None;
     if let Some(src) = pick(&espset::roles(rep, pool_guid, &[], booted)) {
-        match Mounted::new(src.node.as_deref().unwrap_or_default(), opts.mount_base.join("set-source"), true) {
-            Ok(m) => {
-                if let Ok(text) = read_bounded(&m.dir.join(espset::SET_FILE)) {
-                    set = espset::parse(&text);
-                    out.warnings.extend(set.warnings.iter().map(|w| format!("{}: {w}", espset::SET_FILE)));
-                }
+        match read_set(&src, &opts.mount_base) {
+            Ok((s, m)) => {
+                out.warnings.extend(s.warnings.iter().map(|w| format!("{}: {w}", espset::SET_FILE)));
+                set = s;
+                mounted = Some((src.partuuid, m));
             }
             Err(e) => out.warnings.push(e.to_string()),
         }
     }
     let esps = espset::roles(rep, pool_guid, &set.esps, booted);
     out.primary = esps.iter().find(|e| e.role == Role::Primary).map(|e| e.partuuid);
-    // The reference tree: the primary's, or (check only) the first ESP's.
+    // The reference tree: the primary's, or (check only) the first ESP's. It is almost always
+    // the ESP the set file came from, already mounted read-only.
     let source = pick(&esps);
     let mut reference: Option<(Tree, Mounted)> = None;
     if let Some(src) = &source {
-        match Mounted::new(src.node.as_deref().unwrap_or_default(), opts.mount_base.join("source"), true) {
+        let m = match mounted.take() {
+            Some((u, m)) if u == src.partuuid => Ok(m),
+            _ => Mounted::new(src.node.as_deref().unwrap_or_default(), opts.mount_base.join("source"), true),
+        };
+        match m {
             Ok(m) => match read_tree(&m.dir, deadline) {
                 Ok(tree) => reference = Some((tree, m)),
                 Err(e) => out.warnings.push(format!("cannot read ESP {}: {e}", src.partuuid)),
@@ -314,6 +320,7 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
             Err(e) => out.warnings.push(e.to_string()),
         }
     }
+    drop(mounted);
     let Some((tree, m)) = reference.as_ref() else {
         out.esps = esps.into_iter().map(|e| EspResult { esp: Some(e), ..EspResult::default() }).collect();
         out.ms = t.elapsed().as_millis() as u64;
@@ -338,6 +345,19 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
     out
 }
 
+/// The ESP the set file and the reference tree come from: the primary, or with none known
+/// the first ESP that is only checked.
+fn pick(esps: &[Esp]) -> Option<Esp> {
+    esps.iter().find(|e| e.role == Role::Primary).or_else(|| esps.iter().find(|e| e.role == Role::Check)).cloned()
+}
+
+/// Mount `esp` read-only and read its set file (absent: an empty set); the mount is kept.
+fn read_set(esp: &Esp, base: &Path) -> Result<(espset::SetFile, Mounted), EspError> {
+    let m = Mounted::new(esp.node.as_deref().unwrap_or_default(), base.join(format!("{}-ro", esp.partuuid)), true)?;
+    let set = read_bounded(&m.dir.join(espset::SET_FILE)).map(|t| espset::parse(&t)).unwrap_or_default();
+    Ok((set, m))
+}
+
 fn read_bounded(p: &Path) -> std::io::Result<String> {
     let mut s = String::new();
     fs::File::open(p)?.take(espset::MAX_SET_FILE as u64).read_to_string(&mut s)?;
@@ -349,16 +369,8 @@ fn read_bounded(p: &Path) -> std::io::Result<String> {
 /// the boot's sync, it writes the primary too, or the next sync would undo it.
 pub fn update_set(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, base: &Path, change: impl Fn(&mut espset::SetFile)) -> Result<espset::SetFile, String> {
     load_fat_modules();
-    let first = espset::roles(rep, pool_guid, &[], booted);
-    let src = first
-        .iter()
-        .find(|e| e.role == Role::Primary)
-        .or_else(|| first.iter().find(|e| matches!(e.role, Role::Check | Role::Secondary)))
-        .ok_or("no usable ESP on the root pool's disks")?;
-    let mut set = {
-        let m = Mounted::new(src.node.as_deref().unwrap_or_default(), base.join("set-source"), true).map_err(|e| e.to_string())?;
-        read_bounded(&m.dir.join(espset::SET_FILE)).map(|t| espset::parse(&t)).unwrap_or_default()
-    };
+    let src = pick(&espset::roles(rep, pool_guid, &[], booted)).ok_or("no usable ESP on the root pool's disks")?;
+    let mut set = read_set(&src, base).map_err(|e| e.to_string())?.0;
     let before = set.esps.clone();
     change(&mut set);
     let text = espset::render(&set);
@@ -372,12 +384,7 @@ pub fn update_set(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, base:
             let p = m.dir.join(espset::SET_FILE);
             let dir = p.parent().expect("set file has a directory");
             fs::create_dir_all(dir).map_err(io(dir))?;
-            let tmp = dir.join(format!("esp-set{TMP_SUFFIX}"));
-            fs::write(&tmp, &text).map_err(io(&tmp))?;
-            fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
-            fs::rename(&tmp, &p).map_err(io(&p))?;
-            fsync_dir(dir);
-            Ok(())
+            write_atomic(&mut text.as_bytes(), &p)
         })();
         if let Err(err) = r {
             failures.push(format!("ESP {}: {err}", e.partuuid));

@@ -502,12 +502,20 @@ def print_table(suite, rows, t0):
     return failed
 
 
-def main():
+def lab_args(doc):
+    """ZROAM_BINARY [NAME...] from the command line, or None after printing the usage."""
     args = sys.argv[1:]
     if not args:
-        print(__doc__, file=sys.stderr)
+        print(doc, file=sys.stderr)
+        return None
+    return os.path.abspath(args[0]), args[1:]
+
+
+def main():
+    parsed = lab_args(__doc__)
+    if parsed is None:
         return 2
-    binary = os.path.abspath(args.pop(0))
+    binary, args = parsed
     t0 = time.monotonic()
     lab = Lab(binary)
     if args[:1] == ["--demo"]:

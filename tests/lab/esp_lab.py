@@ -321,11 +321,10 @@ SCENARIOS = {
 
 
 def main():
-    args = sys.argv[1:]
-    if not args:
-        print(__doc__, file=sys.stderr)
+    parsed = bl.lab_args(__doc__)
+    if parsed is None:
         return 2
-    binary = os.path.abspath(args.pop(0))
+    binary, args = parsed
     t0 = time.monotonic()
     lab = EspLab(binary)
     rows = [bl.run_scenario(n, SCENARIOS[n], lab) for n in args or list(SCENARIOS)]

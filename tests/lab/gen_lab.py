@@ -62,11 +62,10 @@ def run_case(binary, case):
 
 
 def main():
-    args = sys.argv[1:]
-    if not args:
-        print(__doc__, file=sys.stderr)
+    parsed = bl.lab_args(__doc__)
+    if parsed is None:
         return 2
-    binary = os.path.abspath(args.pop(0))
+    binary, args = parsed
     cases = args or [f"{k}-{s}" for k in KINDS for s in ("without", "with")] + ["mkinitcpio"]
     # Cases are independent: LAB_JOBS guests at a time (no scenario here asserts timing).
     jobs = int(os.environ.get("LAB_JOBS", "2"))
