@@ -14,6 +14,8 @@ use crate::pivot;
 use crate::probe::{self, ProbeReport};
 use crate::report::{self, DeviceEvent, Failure, Hostid, ImportRecord, MountRecord, Report, Stage};
 use crate::run;
+use crate::udevdb;
+use crate::zfsparam;
 use crate::uevent::{Listener, Uevent};
 use nix::mount::{mount, MsFlags};
 use std::path::{Path, PathBuf};
@@ -171,7 +173,8 @@ impl Boot {
         }
         let devices: Vec<String> = pool.members.iter().filter(|m| m.current).map(|m| m.device.clone()).collect();
         let force = self.opts.cmdline.force || action == HostidAction::Force;
-        self.stage("import", |b| b.import(guid, &name, &devices, force))?;
+        let degraded = pool.members.iter().any(|m| !m.current) || !pool.missing.is_empty();
+        self.stage("import", |b| b.import(guid, &name, &devices, force, degraded))?;
         let plan = self.stage("choose-be", |b| b.choose_be(&name))?;
         self.stage("mount", |b| b.mount_all(&plan))?;
         self.report.be = Some(plan);
@@ -367,11 +370,19 @@ impl Boot {
         }
     }
 
-    fn import(&mut self, guid: u64, name: &str, devices: &[String], force: bool) -> Result<(), Failure> {
+    fn import(&mut self, guid: u64, name: &str, devices: &[String], force: bool, degraded: bool) -> Result<(), Failure> {
         let args = import::args(guid, devices, self.opts.cmdline.readonly, force);
         log::info!("zpool {}", args.join(" "));
         let start_ms = self.ms();
+        let marked = udevdb::mark_ready(Path::new(udevdb::DB_DIR), devices);
+        if marked.count() > 0 {
+            log::debug!("no udev entry for {} import device(s): marked ready for libzfs", marked.count());
+        }
+        // Members zroam did not find are nowhere: no point retrying their old paths.
+        let params = Path::new("/sys/module/zfs/parameters");
+        let no_retry = if degraded { zfsparam::set(params, zfsparam::VDEV_OPEN_TIMEOUT, zfsparam::VDEV_OPEN_TIMEOUT_SHORT) } else { None };
         let out = run::run("zpool", &args, IMPORT_BOUND);
+        drop((marked, no_retry));
         let ok = out.ok();
         let said = out.said();
         self.report.import = Some(ImportRecord { start_ms, outcome: out });
@@ -389,11 +400,17 @@ impl Boot {
     }
 
     fn choose_be(&mut self, pool: &str) -> Result<be::BePlan, Failure> {
-        let bootfs = run::run("zpool", &["get".into(), "-H".into(), "-o".into(), "value".into(), "bootfs".into(), pool.into()], ZFS_BOUND);
+        // Two independent questions, asked at once (each helper spends ~80 ms starting libzfs).
+        let bootfs_args: Vec<String> = ["get", "-H", "-o", "value", "bootfs", pool].map(String::from).to_vec();
+        let list_args: Vec<String> = ["list", "-H", "-o", be::LIST_COLUMNS, "-t", "filesystem", "-r", pool].map(String::from).to_vec();
+        let (bootfs, list) = std::thread::scope(|s| {
+            let b = s.spawn(|| run::run("zpool", &bootfs_args, ZFS_BOUND));
+            let l = run::run("zfs", &list_args, ZFS_BOUND);
+            (b.join().unwrap_or_else(|_| run::Outcome::failed(&bootfs_args, "thread panicked")), l)
+        });
         if !bootfs.ok() {
             return Err(fail("choose-be", format!("zpool get bootfs {pool}: {}", bootfs.said()), "zroam.shell=1 to look by hand"));
         }
-        let list = self.zfs(&["list", "-H", "-o", be::LIST_COLUMNS, "-t", "filesystem", "-r", pool]);
         if !list.ok() {
             return Err(fail("choose-be", format!("zfs list {pool}: {}", list.said()), "zroam.shell=1 to look by hand"));
         }

@@ -286,8 +286,13 @@ fn sync_one(pri_root: Option<&Path>, pri: &Tree, local: &[String], esp: &Esp, op
 pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Options) -> EspReport {
     let t = Instant::now();
     let deadline = t + opts.budget;
-    load_fat_modules();
     let mut out = EspReport { mode: Some(opts.mode), ..EspReport::default() };
+    if espset::roles(rep, pool_guid, &[], booted).is_empty() {
+        // No ESP on the pool's disks: nothing to mount, no modules to load.
+        out.ms = t.elapsed().as_millis() as u64;
+        return out;
+    }
+    load_fat_modules();
     // The set file: from the primary when the firmware named one, else from any ESP of the pool.
     let mut set = espset::SetFile::default();
     let mut mounted: Option<(Uuid, Mounted)> = None;

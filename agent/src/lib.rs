@@ -32,5 +32,7 @@ pub mod run;
 pub mod setup;
 pub mod sysfs;
 pub mod table;
+pub mod udevdb;
 pub mod uevent;
 pub mod vdev;
+pub mod zfsparam;

@@ -17,6 +17,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A helper that could not be run at all.
+    pub fn failed(args: &[String], why: &str) -> Self {
+        Outcome { argv: args.to_vec(), code: None, stdout: String::new(), stderr: why.to_string(), ms: 0, timed_out: false }
+    }
     pub fn ok(&self) -> bool {
         self.code == Some(0)
     }
