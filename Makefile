@@ -13,7 +13,7 @@ FUZZ_ENV := RUSTC_BOOTSTRAP=1
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: install uninstall all build setup toolchain check unit binary fuzz-regress lab-probe lab-boot lab-gen lab-esp demo demo-probe fuzz fixtures clean
+.PHONY: install uninstall all build setup toolchain check unit binary fuzz-regress lab-probe lab-boot lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
 
 all: build
 
@@ -66,6 +66,12 @@ demo: build setup
 # zroam probe next to zdb -l on a real degraded mirror.
 demo-probe: build setup
 	bash tests/lab/demo.sh $(BIN)
+
+# Boot benchmark (not part of check): the stock OpenZFS initramfs-tools and dracut paths
+# against zroam's, BENCH_RUNS boots each (default 5), one guest at a time; prints the table
+# and the targets, writes target/bench/bench.json (tests/lab/bench.py).
+bench: build setup
+	python3 tests/lab/bench.py $(BIN) $(BENCH_ARGS)
 
 # Long fuzzing runs (not part of check): FUZZ_SECONDS per target.
 fuzz: toolchain

@@ -53,7 +53,7 @@ pub struct Boot {
     /// or udev's event queue drained (in a generator's image). Devices follow soon after.
     discovery_idle_since: Option<Instant>,
     discovery_was_busy: bool,
-    zfs_modprobe: Option<Child>,
+    zfs_modprobe: Option<run::Pending>,
 }
 
 fn fail(stage: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Failure {
@@ -93,10 +93,10 @@ impl Boot {
     }
 
     fn stage<T>(&mut self, name: &'static str, f: impl FnOnce(&mut Self) -> T) -> T {
-        let start = self.ms();
+        let (start, cpu) = (self.ms(), report::own_cpu_ms());
         let r = f(self);
         let ms = self.ms() - start;
-        self.report.stages.push(Stage { name, start_ms: start, ms });
+        self.report.stages.push(Stage { name, start_ms: start, ms, cpu_ms: report::own_cpu_ms() - cpu });
         r
     }
 
@@ -201,7 +201,7 @@ impl Boot {
         self.report.init = Some(init.clone());
         self.report.outcome = "booted";
         let start = self.ms();
-        self.report.stages.push(Stage { name: "pivot", start_ms: start, ms: 0 });
+        self.report.stages.push(Stage { name: "pivot", start_ms: start, ms: 0, cpu_ms: 0.0 });
         self.write_report();
         log::info!("switching root to {} and running {init} ({} ms after start)", self.opts.sysroot.display(), start);
         let e = pivot::switch_root(&self.opts.sysroot, &init).unwrap_err();
@@ -211,7 +211,7 @@ impl Boot {
     fn load_modules(&mut self) {
         if !modules::zfs_loaded() {
             match modules::spawn_modprobe(&["zfs".to_string()]) {
-                Ok(c) => self.zfs_modprobe = Some(c),
+                Ok(c) => self.zfs_modprobe = Some(run::Pending::new(c)),
                 Err(e) => self.warn(format!("cannot load zfs: {e}")),
             }
         }
@@ -234,28 +234,23 @@ impl Boot {
     }
 
     fn wait_zfs_module(&mut self) -> Result<(), Failure> {
-        if let Some(mut c) = self.zfs_modprobe.take() {
-            let until = Instant::now() + MODPROBE_BOUND;
-            loop {
-                match c.try_wait() {
-                    Ok(Some(st)) if !st.success() && !modules::zfs_loaded() => {
-                        return Err(fail("zfs-module", format!("modprobe zfs failed ({st})"), "rebuild the ramdisk with the zfs modules for this kernel"));
-                    }
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
-                    _ => {
-                        let _ = c.kill();
-                        return Err(fail("zfs-module", "modprobe zfs did not finish in 90 s", "zroam.debug=1 and dmesg show why"));
-                    }
+        if let Some(p) = self.zfs_modprobe.take() {
+            match p.wait_until(Instant::now() + MODPROBE_BOUND) {
+                Some(Ok(st)) if !st.success() && !modules::zfs_loaded() => {
+                    return Err(fail("zfs-module", format!("modprobe zfs failed ({st})"), "rebuild the ramdisk with the zfs modules for this kernel"));
                 }
+                Some(_) => {}
+                None => return Err(fail("zfs-module", "modprobe zfs did not finish in 90 s", "zroam.debug=1 and dmesg show why")),
             }
         }
-        // devtmpfs creates /dev/zfs as the module registers it.
-        let until = Instant::now() + Duration::from_secs(5);
+        // devtmpfs creates /dev/zfs before the module's init returns; it can only be missing
+        // here while someone else (udev, a stock hook) is still loading the module.
+        let until = Instant::now() + Duration::from_secs(30);
         while !Path::new("/dev/zfs").exists() {
             if Instant::now() > until {
                 return Err(fail("zfs-module", "/dev/zfs did not appear after loading zfs", "check that the ramdisk's zfs.ko matches this kernel"));
             }
+            // A bounded poll on a path that has no event of its own to wait for.
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
@@ -307,8 +302,22 @@ impl Boot {
         let popts = probe::Options { sys: self.opts.sys.clone(), ..probe::Options::default() };
         let mut grace_from: Option<Instant> = None;
         let mut last_why = String::new();
+        let mut cache = probe::Cache::default();
+        let mut seen_events = self.report.events.len();
         loop {
-            let rep = probe::probe(&popts);
+            for e in &self.report.events[seen_events..] {
+                cache.forget(e.device.rsplit('/').next().unwrap_or(&e.device));
+            }
+            seen_events = self.report.events.len();
+            let (t_ms, cpu) = (self.ms(), report::own_cpu_ms());
+            let rep = probe::probe_cached(&popts, &mut cache);
+            self.report.probe_passes.push(report::Pass {
+                t_ms,
+                ms: rep.elapsed_ms,
+                cpu_ms: report::own_cpu_ms() - cpu,
+                devices: rep.devices.len(),
+                reused: rep.reused,
+            });
             let facts = Facts { hostid, boot_disk_pools: boot_disk_pools(&rep, booted) };
             let choice = choose::choose(&rep.pools, &cmd, &facts);
             let now = Instant::now();

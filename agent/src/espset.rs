@@ -248,7 +248,7 @@ mod tests {
             top_levels: Vec::new(),
             boot_candidate: true,
         };
-        ProbeReport { version: "t", elapsed_ms: 0.0, devices, pools: vec![pool], aux: Vec::new(), warnings: Vec::new() }
+        ProbeReport { version: "t", elapsed_ms: 0.0, reused: 0, devices, pools: vec![pool], aux: Vec::new(), warnings: Vec::new() }
     }
 
     fn role_of(esps: &[Esp], n: u8) -> Role {

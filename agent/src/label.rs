@@ -76,16 +76,36 @@ pub enum BlockError {
 /// Verify a block protected by ZFS's embedded "label" checksum, whose verifier is the
 /// block's byte offset on the vdev. Returns the byte order the block was written in.
 pub fn verify_embedded(block: &[u8], offset: u64) -> Result<Endian, BlockError> {
+    let (e, h) = hash_prefix(block)?;
+    finish_embedded(block, offset, e, h)
+}
+
+/// Whether a block is all zeros, 64 bytes at a time (a byte loop over a label's config
+/// area costs milliseconds under emulation).
+fn all_zero(b: &[u8]) -> bool {
+    let mut chunks = b.chunks_exact(64);
+    chunks.all(|c| c.iter().fold(0u8, |a, x| a | x) == 0) && chunks.remainder().iter().all(|x| *x == 0)
+}
+
+/// The byte order and the SHA-256 state over everything the checksum covers before the
+/// verifier: identical blocks at different offsets (the four label copies) share it.
+fn hash_prefix(block: &[u8]) -> Result<(Endian, Sha256), BlockError> {
     if block.len() < ECK_SIZE {
         return Err(BlockError::NoMagic);
     }
     let eck = block.len() - ECK_SIZE;
     let Some(e) = Endian::detect(&block[eck..], ECK_MAGIC) else {
-        return Err(if block.iter().all(|b| *b == 0) { BlockError::Blank } else { BlockError::NoMagic });
+        return Err(if all_zero(block) { BlockError::Blank } else { BlockError::NoMagic });
     };
-    // The checksum was computed with the verifier (offset, 0, 0, 0) in the checksum slot.
     let mut h = Sha256::new();
     h.update(&block[..eck + 8]);
+    Ok((e, h))
+}
+
+/// Completes the checksum with the verifier (offset, 0, 0, 0) in the checksum slot, as it
+/// was computed, and compares it with the block's stored checksum.
+fn finish_embedded(block: &[u8], offset: u64, e: Endian, mut h: Sha256) -> Result<Endian, BlockError> {
+    let eck = block.len() - ECK_SIZE;
     h.update(e.bytes(offset));
     h.update([0u8; 24]);
     let digest = h.finalize();
@@ -176,31 +196,40 @@ impl Uberblock {
     }
 }
 
-/// Scan one label's uberblock ring. `ashift` (from the config) sets the slot size; when
-/// it is unknown, or gives nothing, every legal slot size is tried — the offset verifier
-/// makes a wrong slot size fail its checksum.
-pub fn scan_ring(ring: &[u8], label_offset: u64, label: u8, ashift: Option<u64>) -> (Vec<Uberblock>, u32) {
+/// Scan one label's uberblock ring: the slots that carry the uberblock magic, and the best
+/// of them whose checksum verifies. Checksums are checked best-first and only until one
+/// verifies (a full ring is 128 slots; hashing them all was most of a probe's CPU time).
+/// `ashift` (from the config) sets the slot size; when it is unknown, or gives nothing,
+/// every legal slot size is tried — the offset verifier makes a wrong slot size fail.
+/// Returns (slots with the magic, the best verified uberblock, slots that failed).
+pub fn scan_ring(ring: &[u8], label_offset: u64, label: u8, ashift: Option<u64>) -> (usize, Option<Uberblock>, u32) {
     let first = ashift.map(|a| (a.clamp(UB_SHIFT_MIN as u64, UB_SHIFT_MAX as u64)) as u32);
     let order = first.into_iter().chain((UB_SHIFT_MIN..=UB_SHIFT_MAX).filter(move |s| Some(*s) != first));
-    let mut bad = 0;
+    let mut seen = (0, 0);
     for shift in order {
         let slot_size = 1usize << shift;
-        let mut found = Vec::new();
-        bad = 0;
-        for (n, slot) in ring.chunks_exact(slot_size).enumerate() {
-            // Only slots that start with the uberblock magic are worth a checksum.
-            let Some(e) = Endian::detect(slot, UB_MAGIC) else { continue };
+        let mut candidates: Vec<(Uberblock, usize)> = ring
+            .chunks_exact(slot_size)
+            .enumerate()
+            .filter_map(|(n, slot)| {
+                let e = Endian::detect(slot, UB_MAGIC)?;
+                Uberblock::parse(slot, e, label, n as u32).map(|u| (u, n))
+            })
+            .collect();
+        candidates.sort_by_key(|(u, _)| std::cmp::Reverse(u.rank()));
+        let mut bad = 0;
+        for (u, n) in &candidates {
             let off = label_offset + (RING_OFFSET + n * slot_size) as u64;
-            match verify_embedded(slot, off) {
-                Ok(_) => found.extend(Uberblock::parse(slot, e, label, n as u32)),
+            match verify_embedded(&ring[n * slot_size..(n + 1) * slot_size], off) {
+                Ok(_) => return (candidates.len(), Some(u.clone()), bad),
                 Err(_) => bad += 1,
             }
         }
-        if !found.is_empty() {
-            return (found, bad);
+        if seen.0 == 0 {
+            seen = (candidates.len(), bad);
         }
     }
-    (Vec::new(), bad)
+    (seen.0, None, seen.1)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -253,24 +282,50 @@ impl LabelCopy {
     }
 }
 
+/// The config area of a copy already verified: a later copy whose bytes (all but the
+/// checksum) are the same shares its hash state and its decoded nvlist.
+pub struct PhysMemo {
+    prefix: Vec<u8>,
+    endian: Endian,
+    hash: Sha256,
+    config: Result<NvList, String>,
+}
+
 /// Decode one 256 KiB label read from `offset`. Pure: no I/O.
 pub fn decode_label(buf: &[u8], index: u8, offset: u64) -> LabelCopy {
+    decode_label_with(buf, index, offset, &mut None)
+}
+
+/// `decode_label`, reusing (and filling) `memo` across the copies of one device.
+pub fn decode_label_with(buf: &[u8], index: u8, offset: u64, memo: &mut Option<PhysMemo>) -> LabelCopy {
     if buf.len() != LABEL_SIZE as usize {
         return LabelCopy::unreadable(index, offset, format!("label is {} bytes, expected {LABEL_SIZE}", buf.len()));
     }
     let mut copy = LabelCopy { state: CopyState::Valid, error: None, ..LabelCopy::unreadable(index, offset, String::new()) };
     let phys = &buf[PHYS_OFFSET..PHYS_OFFSET + PHYS_SIZE];
-    match verify_embedded(phys, offset + PHYS_OFFSET as u64) {
-        Ok(_) => match nvlist::unpack(&phys[..PHYS_SIZE - ECK_SIZE]) {
-            Ok(cfg) => {
-                copy.txg = cfg.u64("txg");
-                copy.config = Some(cfg);
+    let covered = &phys[..PHYS_SIZE - ECK_SIZE + 8];
+    let verified = match memo.as_ref().filter(|m| m.prefix == covered) {
+        Some(m) => finish_embedded(phys, offset + PHYS_OFFSET as u64, m.endian, m.hash.clone()).map(|_| m.config.clone()),
+        None => hash_prefix(phys).and_then(|(e, h)| {
+            let r = finish_embedded(phys, offset + PHYS_OFFSET as u64, e, h.clone());
+            if r.is_ok() {
+                let config = nvlist::unpack(&phys[..PHYS_SIZE - ECK_SIZE]).map_err(|e| e.to_string());
+                *memo = Some(PhysMemo { prefix: covered.to_vec(), endian: e, hash: h, config: config.clone() });
+                r.map(|_| config)
+            } else {
+                r.map(|_| Err(String::new()))
             }
-            Err(e) => {
-                copy.state = CopyState::Damaged;
-                copy.error = Some(format!("config nvlist: {e}"));
-            }
-        },
+        }),
+    };
+    match verified {
+        Ok(Ok(cfg)) => {
+            copy.txg = cfg.u64("txg");
+            copy.config = Some(cfg);
+        }
+        Ok(Err(e)) => {
+            copy.state = CopyState::Damaged;
+            copy.error = Some(format!("config nvlist: {e}"));
+        }
         Err(BlockError::Blank) => copy.state = CopyState::Blank,
         Err(BlockError::NoMagic) => copy.state = CopyState::Foreign,
         Err(BlockError::BadChecksum) => {
@@ -279,10 +334,10 @@ pub fn decode_label(buf: &[u8], index: u8, offset: u64) -> LabelCopy {
         }
     }
     let ashift = copy.config.as_ref().and_then(|c| c.list("vdev_tree")).and_then(|t| t.u64("ashift"));
-    let (ubs, bad) = scan_ring(&buf[RING_OFFSET..RING_OFFSET + RING_SIZE], offset, index, ashift);
-    copy.uberblocks = ubs.len();
+    let (ubs, best, bad) = scan_ring(&buf[RING_OFFSET..RING_OFFSET + RING_SIZE], offset, index, ashift);
+    copy.uberblocks = ubs;
     copy.bad_uberblocks = bad;
-    copy.best_uberblock = ubs.into_iter().max_by_key(Uberblock::rank);
+    copy.best_uberblock = best;
     copy
 }
 
@@ -331,15 +386,22 @@ impl DeviceLabels {
 /// small to hold labels.
 pub fn read_labels(src: &dyn BlockSource) -> Option<DeviceLabels> {
     let offsets = label_offsets(src.size())?;
-    let copies = offsets
-        .iter()
-        .enumerate()
-        .map(|(i, off)| match src.read_vec(*off, LABEL_SIZE as usize) {
-            Ok(buf) => decode_label(&buf, i as u8, *off),
-            Err(e) => LabelCopy::unreadable(i as u8, *off, format!("read failed: {e}")),
-        })
-        .collect();
-    Some(DeviceLabels::choose(copies))
+    // One buffer per probe thread, reused for every label of every device it reads: a
+    // fresh 256 KiB allocation is an mmap, 64 page faults and an munmap each time.
+    thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+    BUF.with_borrow_mut(|buf| {
+        buf.resize(LABEL_SIZE as usize, 0);
+        let mut memo = None;
+        let copies = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, off)| match src.read_at(*off, buf) {
+                Ok(()) => decode_label_with(buf, i as u8, *off, &mut memo),
+                Err(e) => LabelCopy::unreadable(i as u8, *off, format!("read failed: {e}")),
+            })
+            .collect();
+        Some(DeviceLabels::choose(copies))
+    })
 }
 
 #[cfg(test)]
@@ -387,9 +449,42 @@ mod tests {
         put(&mut ring, 11, 99, 9);
         ring[11 * 4096 + 100] ^= 0xff;
         // Wrong hint: still found by trying the other slot sizes.
-        let (ubs, bad) = scan_ring(&ring, label_off, 0, Some(9));
-        assert_eq!(bad, 1);
-        let best = ubs.iter().max_by_key(|u| u.rank()).unwrap();
+        let (slots, best, bad) = scan_ring(&ring, label_off, 0, Some(9));
+        assert_eq!((slots, bad), (4, 1));
+        let best = best.unwrap();
         assert_eq!((best.txg, best.timestamp, best.slot), (12, 2, 9));
+        // Every slot corrupt: none chosen, all counted.
+        for n in [3, 7, 9] {
+            ring[n * 4096 + 100] ^= 0xff;
+        }
+        let (slots, best, bad) = scan_ring(&ring, label_off, 0, Some(12));
+        assert_eq!((slots, best, bad), (4, None, 4));
+    }
+
+    #[test]
+    fn copies_share_the_config_hash_only_when_identical() {
+        // Two copies of one config at their offsets verify through the memo; a copy whose
+        // bytes differ is hashed on its own and its bad checksum is still caught.
+        let cfg = crate::nvlist::NvList { pairs: vec![("txg".into(), crate::nvlist::Value::U64(7))] };
+        let packed = crate::nvlist::encode::pack(&cfg);
+        let label = |off: u64, flip: bool| {
+            let mut b = vec![0u8; LABEL_SIZE as usize];
+            b[PHYS_OFFSET..PHYS_OFFSET + packed.len()].copy_from_slice(&packed);
+            seal_embedded(&mut b[PHYS_OFFSET..PHYS_OFFSET + PHYS_SIZE], off + PHYS_OFFSET as u64, Endian::Little);
+            if flip {
+                b[PHYS_OFFSET + 50_000] ^= 1;
+            }
+            b
+        };
+        let mut memo = None;
+        let a = decode_label_with(&label(0, false), 0, 0, &mut memo);
+        assert!(memo.is_some());
+        let b = decode_label_with(&label(LABEL_SIZE, false), 1, LABEL_SIZE, &mut memo);
+        assert_eq!((a.txg, b.txg), (Some(7), Some(7)));
+        // Same bytes, wrong place: the verifier is the offset.
+        let moved = decode_label_with(&label(0, false), 2, 5 * LABEL_SIZE, &mut memo);
+        assert!(matches!(moved.state, CopyState::Damaged), "{:?}", moved.state);
+        let flipped = decode_label_with(&label(2 * LABEL_SIZE, true), 2, 2 * LABEL_SIZE, &mut memo);
+        assert!(matches!(flipped.state, CopyState::Damaged));
     }
 }

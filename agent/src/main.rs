@@ -372,6 +372,8 @@ fn status_cmd(mut args: lexopt::Parser) -> Res {
 }
 
 fn main() -> ExitCode {
+    // As PID 1, the kernel's own boot work before exec is on this process's clock.
+    zroam::report::mark_start();
     // Run as the ramdisk's /init: behave as `zroam init`.
     let argv0 = std::env::args_os().next().unwrap_or_default();
     if std::path::Path::new(&argv0).file_name().is_some_and(|n| n == "init") {

@@ -13,7 +13,9 @@ use crate::sysfs::{self, BlockDev, Bus};
 use crate::vdev::LabelInfo;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// Most devices probed in one pass; a machine with more is reported, not hung on.
@@ -113,6 +115,8 @@ impl DeviceReport {
 pub struct ProbeReport {
     pub version: &'static str,
     pub elapsed_ms: f64,
+    /// Devices answered from an earlier pass of the same boot (unchanged since).
+    pub reused: usize,
     pub devices: Vec<DeviceReport>,
     pub pools: Vec<Pool>,
     pub aux: Vec<AuxDevice>,
@@ -179,10 +183,38 @@ fn probe_one(dev: &BlockDev) -> Probed {
     Probed { contents, error, size, elapsed: t.elapsed() }
 }
 
-/// Probe devices in parallel. Each runs on its own thread; any not done by the deadline
-/// is reported as timed out (its thread is left behind: a read stuck in the kernel cannot
+/// Results of earlier passes, reused while a device is unchanged. A boot's wait loop
+/// probes again whenever devices appear; without this every pass would read (and hash)
+/// every label again, which made waiting for 32 disks cost seconds of CPU under emulation.
+#[derive(Default)]
+pub struct Cache {
+    entries: HashMap<(String, u32, u32, u64), Probed>,
+}
+
+impl Cache {
+    /// Drop what is known about a device (a uevent said it was added, changed or removed).
+    pub fn forget(&mut self, name: &str) {
+        self.entries.retain(|k, _| k.0 != name);
+    }
+}
+
+fn cache_key(d: &BlockDev) -> (String, u32, u32, u64) {
+    (d.name.clone(), d.major, d.minor, d.size)
+}
+
+/// At most this many devices are read at once: enough to overlap slow devices, few enough
+/// that thread start-up (costly under emulation) and label buffers stay small.
+pub const WORKERS: usize = 4;
+
+/// Probe devices in parallel on a few worker threads. Any device not done by the deadline
+/// is reported as timed out (its worker is left behind: a read stuck in the kernel cannot
 /// be cancelled, but it must not hold up boot).
 pub fn probe(opts: &Options) -> ProbeReport {
+    probe_cached(opts, &mut Cache::default())
+}
+
+/// `probe`, answering from `cache` for devices seen before and filling it.
+pub fn probe_cached(opts: &Options, cache: &mut Cache) -> ProbeReport {
     let t0 = Instant::now();
     let mut warnings = Vec::new();
     let mut devs: Vec<BlockDev> = if opts.paths.is_empty() {
@@ -201,26 +233,37 @@ pub fn probe(opts: &Options) -> ProbeReport {
         devs.truncate(MAX_DEVICES);
     }
 
+    let mut results: Vec<Option<Probed>> = devs.iter().map(|d| cache.entries.get(&cache_key(d)).cloned()).collect();
+    let reused = results.iter().filter(|r| r.is_some()).count();
+    let todo: Arc<Vec<(usize, BlockDev)>> =
+        Arc::new(devs.iter().enumerate().filter(|(i, _)| results[*i].is_none()).map(|(i, d)| (i, d.clone())).collect());
+    let next = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::channel();
-    for (i, d) in devs.iter().enumerate() {
-        let tx = tx.clone();
-        let d = d.clone();
+    for w in 0..WORKERS.min(todo.len()) {
+        let (tx, todo, next) = (tx.clone(), todo.clone(), next.clone());
         std::thread::Builder::new()
-            .name(format!("probe-{}", d.name))
+            .name(format!("probe-{w}"))
             .stack_size(256 * 1024)
-            .spawn(move || {
-                let _ = tx.send((i, probe_one(&d)));
+            .spawn(move || loop {
+                let Some((i, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                if tx.send((*i, probe_one(d))).is_err() {
+                    break;
+                }
             })
             .map_err(|e| warnings.push(format!("cannot start a probe thread: {e}")))
             .ok();
     }
     drop(tx);
-    let mut results: Vec<Option<Probed>> = vec![None; devs.len()];
     let deadline = Instant::now() + opts.device_timeout;
     while results.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok((i, p)) => results[i] = Some(p),
+            Ok((i, p)) => {
+                if p.error.is_none() {
+                    cache.entries.insert(cache_key(&devs[i]), p.clone());
+                }
+                results[i] = Some(p);
+            }
             Err(_) => break,
         }
     }
@@ -257,6 +300,7 @@ pub fn probe(opts: &Options) -> ProbeReport {
     ProbeReport {
         version: env!("CARGO_PKG_VERSION"),
         elapsed_ms: ms(t0.elapsed()),
+        reused,
         devices: reports,
         pools: asm.pools,
         aux: asm.aux,

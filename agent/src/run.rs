@@ -31,6 +31,36 @@ impl Outcome {
     }
 }
 
+/// A started child whose exit is awaited on its own thread, so the caller can block on it
+/// with a deadline instead of polling.
+pub struct Pending {
+    pid: u32,
+    rx: mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
+}
+
+impl Pending {
+    pub fn new(mut child: std::process::Child) -> Self {
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        Pending { pid, rx }
+    }
+
+    /// The exit status once the child has exited, or None at the deadline (the child is
+    /// then killed).
+    pub fn wait_until(self, deadline: Instant) -> Option<std::io::Result<std::process::ExitStatus>> {
+        match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), nix::sys::signal::SIGKILL);
+                None
+            }
+        }
+    }
+}
+
 /// Most output kept from one command.
 const MAX_OUT: usize = 256 * 1024;
 

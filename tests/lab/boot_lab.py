@@ -121,7 +121,9 @@ def qemu_args(initrd, disks, append, work, monitor=None, usb_bus=False, locking=
         a += ["-device", "ahci,id=ahci"]
     if "usb" in buses or usb_bus:
         a += ["-device", "qemu-xhci,id=xhci"]
-    nsata = 0
+    if "scsi" in buses:
+        a += ["-device", "virtio-scsi-pci,id=vscsi"]
+    nsata = nlun = 0
     for i, (img, bus) in enumerate(disks):
         if bus == "virtio":
             a += ["-drive", f"file={img},format=raw,if=virtio,{cache}"]
@@ -131,6 +133,11 @@ def qemu_args(initrd, disks, append, work, monitor=None, usb_bus=False, locking=
             nsata += 1
         elif bus == "nvme":
             a += ["-drive", f"if=none,id=d{i},file={img},format=raw,{cache}", "-device", f"nvme,drive=d{i},serial=n{i}"]
+        elif bus == "scsi":
+            # LUNs of one virtio-scsi target, as a disk shelf presents them.
+            a += ["-drive", f"if=none,id=d{i},file={img},format=raw,{cache}",
+                  "-device", f"scsi-hd,drive=d{i},bus=vscsi.0,channel=0,scsi-id=0,lun={nlun}"]
+            nlun += 1
         elif bus == "usb":
             a += ["-drive", f"if=none,id=d{i},file={img},format=raw,{cache}", "-device", f"usb-storage,drive=d{i},bus=xhci.0"]
         else:

@@ -5,7 +5,8 @@
 # namespace where the staged files are bind-mounted at the paths the generator reads
 # (/usr/lib/dracut/modules.d, /usr/share/initramfs-tools) and /etc/hostid is the lab's.
 # Usage: gen-images.sh ZROAM_BINARY KIND STOCK -> prints the cached ramdisk's path
-#   KIND: dracut-systemd | dracut-shell | initramfs-tools     STOCK: with | without
+#   KIND: dracut-systemd | dracut-shell | initramfs-tools     STOCK: with | without | only
+#   (only: OpenZFS's own module and no zroam, the benchmark's baseline)
 set -euo pipefail
 shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,9 +17,11 @@ source "$here/builder.sh"
 bin=$(realpath "$1") kind=$2 stock=$3
 HOSTID=5eed1234
 case $kind in dracut-systemd | dracut-shell | initramfs-tools) ;; *) echo "unknown kind $kind" >&2; exit 2 ;; esac
-case $stock in with | without) ;; *) echo "stock must be with or without" >&2; exit 2 ;; esac
+case $stock in with | without | only) ;; *) echo "stock must be with, without or only" >&2; exit 2 ;; esac
 
-key=$( (cd "$repo" && cat "$here/gen-images.sh" "$bin" Makefile dracut/90zroam/* initramfs-tools/*/*
+# A stock-only image does not depend on zroam: it survives rebuilds of the binary.
+key=$( (cd "$repo" && cat "$here/gen-images.sh"
+  [ "$stock" = only ] || cat "$bin" Makefile dracut/90zroam/* initramfs-tools/*/*
   echo "$LAB_KVER $kind $stock"; dpkg-query -W dracut-core initramfs-tools zfsutils-linux) | sha256sum | cut -c1-16)
 out=$ZROAM_LAB_CACHE/gen/$kind-$stock-$key.img
 [ -s "$out" ] && { echo "$out"; exit 0; }
@@ -29,7 +32,7 @@ trap 'rm -rf "$tmp"' EXIT
 # zroam as a package would install it.
 make -s -C "$repo" install DESTDIR="$tmp/dest" PREFIX=/usr BIN="$bin" >/dev/null
 # OpenZFS's generator support, unpacked from the Debian packages of the installed OpenZFS.
-if [ "$stock" = with ]; then
+if [ "$stock" != without ]; then
   ver=$(dpkg-query -W -f '${Version}' zfsutils-linux)
   (cd "$tmp" && apt-get download -q "zfs-dracut=$ver" "zfs-initramfs=$ver" >/dev/null 2>&1) ||
     cp "$ZROAM_LAB_CACHE"/debs/zfs-{dracut,initramfs}_*.deb "$tmp/"
@@ -44,11 +47,10 @@ case $kind in
 dracut-*)
   mkdir -p "$view"
   cp -a /usr/lib/dracut/modules.d/. "$view/"
-  cp -a "$tmp/dest/usr/lib/dracut/modules.d/." "$view/"
-  [ "$stock" = with ] && cp -a "$tmp/stock/usr/lib/dracut/modules.d/." "$view/"
+  [ "$stock" != only ] && cp -a "$tmp/dest/usr/lib/dracut/modules.d/." "$view/"
+  [ "$stock" != without ] && cp -a "$tmp/stock/usr/lib/dracut/modules.d/." "$view/"
   mnt=/usr/lib/dracut/modules.d
-  mods="zroam"
-  [ "$stock" = with ] && mods="zroam zfs"
+  case $stock in without) mods="zroam" ;; with) mods="zroam zfs" ;; only) mods="zfs" ;; esac
   omit=""
   [ "$kind" = dracut-shell ] && omit="systemd systemd-initrd dracut-systemd"
   gen=(dracut --force --no-hostonly --no-early-microcode --reproducible --compress gzip
@@ -57,8 +59,8 @@ dracut-*)
 initramfs-tools)
   mkdir -p "$view"
   cp -a /usr/share/initramfs-tools/. "$view/"
-  cp -a "$tmp/dest/usr/share/initramfs-tools/." "$view/"
-  [ "$stock" = with ] && cp -a "$tmp/stock/usr/share/initramfs-tools/." "$view/"
+  [ "$stock" != only ] && cp -a "$tmp/dest/usr/share/initramfs-tools/." "$view/"
+  [ "$stock" != without ] && cp -a "$tmp/stock/usr/share/initramfs-tools/." "$view/"
   mnt=/usr/share/initramfs-tools
   gen=(mkinitramfs -o "$tmp/out.img" "$LAB_KVER")
   ;;

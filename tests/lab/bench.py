@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""The boot benchmark (`make bench`, not part of `make check`): the stock OpenZFS paths and
+zroam's, booted one guest at a time in the same run, with the same guest kernel, disk images
+and QEMU settings. The measure is time to the real init: the uptime the BE's own init prints.
+
+Paths:    stock-itools   mkinitramfs + OpenZFS's zfs-initramfs (the baseline, ratio 1.00)
+          stock-dracut   dracut (systemd) + OpenZFS's zfs-dracut
+          zroam-init     zroam as /init of its own ramdisk
+          zroam-dracut   dracut (systemd) + zroam beside zfs-dracut
+          zroam-itools   mkinitramfs + zroam beside zfs-initramfs
+Scenarios: in-place (the mirror on two virtio disks), usb-moved (one mirror disk on USB,
+          the other gone), scale-1 / scale-8 / scale-32 (that many virtio-scsi LUNs; scale-1
+          holds a one-disk pool, the others a mirror on the first and last LUN and blank
+          disks between).
+
+usage: bench.py ZROAM_BINARY [--runs N] [--paths P,...] [--scenarios S,...] [--json FILE]
+BENCH_RUNS sets the default number of boots per path and scenario (5).
+"""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import boot_lab as bl
+
+PATHS = {
+    # name: (how the ramdisk is made, zroam inside?)
+    "stock-itools": (("initramfs-tools", "only"), False),
+    "stock-dracut": (("dracut-systemd", "only"), False),
+    "zroam-init": (None, True),
+    "zroam-dracut": (("dracut-systemd", "with"), True),
+    "zroam-itools": (("initramfs-tools", "with"), True),
+}
+BASELINE = "stock-itools"
+SCENARIOS = ["in-place", "usb-moved", "scale-1", "scale-8", "scale-32"]
+# The same root= for every path: all of them read OpenZFS's spelling.
+APPEND = "root=ZFS=rpool/ROOT/debian"
+TARGETS = {"ratio": 0.8, "cpu_ms": 50.0, "probe_ratio": 2.0, "binary_mib": 2.0, "rss_mib": 8.0}
+
+
+def blank(lab, tag, i):
+    p = os.path.join(lab.work, f"{tag}-blank{i}.img")
+    with open(p, "wb") as f:
+        f.truncate(256 << 20)
+    return p
+
+
+def disks(lab, scenario, tag):
+    if scenario == "in-place":
+        return [(lab.disk("mirror", 0, tag), "virtio"), (lab.disk("mirror", 1, tag), "virtio")]
+    if scenario == "usb-moved":
+        return [(lab.disk("mirror", 1, tag), "usb")]
+    n = int(scenario.split("-")[1])
+    if n == 1:
+        return [(lab.disk("single", 0, tag), "scsi")]
+    mid = [(blank(lab, tag, i), "scsi") for i in range(n - 2)]
+    return [(lab.disk("mirror", 0, tag), "scsi")] + mid + [(lab.disk("mirror", 1, tag), "scsi")]
+
+
+def lab_for(binary, path):
+    how, _ = PATHS[path]
+    if how is None:
+        return bl.Lab(binary)
+    img = bl.sh("bash", os.path.join(bl.HERE, "gen-images.sh"), binary, *how).strip()
+    # initramfs-tools' panic() reboots when panic= is set instead of opening its shell.
+    base = bl.BASE_ARGS.replace(" panic=-1", "") if how[0] == "initramfs-tools" else bl.BASE_ARGS
+    return bl.Lab(binary, initrd=img, base=base)
+
+
+def one_boot(lab, path, scenario, run):
+    tag = f"{path}-{scenario}-{run}"
+    r = lab.boot(tag, disks(lab, scenario, tag), append=APPEND, timeout=180)
+    for f in os.listdir(lab.work):
+        if f.startswith(tag) and f.endswith(".img"):
+            os.unlink(os.path.join(lab.work, f))
+    ok = bool(r.be and r.be["be"] == "debian")
+    rec = {"path": path, "scenario": scenario, "run": run, "ok": ok, "init_s": r.be["uptime"] if ok else None,
+           "wall_s": round(r.wall, 2)}
+    rep = r.report or {}
+    if PATHS[path][1] and rep:
+        rec["zroam"] = {
+            "outcome": rep.get("outcome"),
+            "uptime_at_start": rep.get("uptime_at_start"),
+            "stages": {s["name"]: s["ms"] for s in rep.get("stages", [])},
+            # Time spent probing: every pass of the wait (each device is read once; later
+            # passes answer unchanged devices from the first).
+            "probe_ms": round(sum(p["ms"] for p in rep.get("probe_passes") or []), 2),
+            "probe_cpu_ms": round(sum(p["cpu_ms"] for p in rep.get("probe_passes") or []), 2),
+            "devices": len((rep.get("probe") or {}).get("devices") or []),
+            "resources": rep.get("resources"),
+        }
+        if rep.get("outcome") not in ("booted", "mounted"):
+            rec["ok"] = False
+    if not rec["ok"]:
+        bl.log(f"{tag}: did not boot the BE (serial log in {lab.work})")
+    return rec
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def summarize(recs, paths, scenarios):
+    rows = []
+    base = {s: med([r["init_s"] for r in recs if r["path"] == BASELINE and r["scenario"] == s]) for s in scenarios}
+    for s in scenarios:
+        for p in paths:
+            rs = [r for r in recs if r["path"] == p and r["scenario"] == s]
+            t = [r["init_s"] for r in rs if r["ok"]]
+            m = med(t)
+            row = {"scenario": s, "path": p, "boots": len(rs), "ok": len(t), "median_s": m,
+                   "min_s": min(t) if t else None, "max_s": max(t) if t else None,
+                   "ratio": round(m / base[s], 3) if m and base.get(s) else None}
+            z = [r["zroam"] for r in rs if r.get("zroam")]
+            if z:
+                names = []
+                for x in z:
+                    names += [n for n in x["stages"] if n not in names]
+                row["stages_ms"] = {n: med([x["stages"].get(n) for x in z]) for n in names}
+                row["probe_ms"] = med([x["probe_ms"] for x in z])
+                res = [x["resources"] for x in z if x.get("resources")]
+                row["cpu_ms"] = med([x["self"]["user_ms"] + x["self"]["sys_ms"] for x in res])
+                row["cpu_ms_max"] = max([x["self"]["user_ms"] + x["self"]["sys_ms"] for x in res], default=None)
+                row["rss_kib_max"] = max([x["self"]["max_rss_kib"] for x in res], default=None)
+            rows.append(row)
+    return rows
+
+
+def fmt(x, spec=".2f"):
+    return "-" if x is None else format(x, spec)
+
+
+def print_tables(rows, sizes):
+    print(f"{'scenario':<10} {'path':<13} {'ok':>5} {'median s':>8} {'min':>6} {'max':>6} {'ratio':>6}  "
+          f"{'cpu ms':>6} {'rss KiB':>7} {'probe ms':>8}")
+    for r in rows:
+        print(f"{r['scenario']:<10} {r['path']:<13} {r['ok']:>2}/{r['boots']:<2} {fmt(r['median_s']):>8} "
+              f"{fmt(r['min_s']):>6} {fmt(r['max_s']):>6} {fmt(r['ratio']):>6}  {fmt(r.get('cpu_ms'), '.0f'):>6} "
+              f"{fmt(r.get('rss_kib_max'), 'd'):>7} {fmt(r.get('probe_ms'), '.0f'):>8}")
+    print("\nzroam's stages (median ms): scenario path: stage=ms ...")
+    for r in rows:
+        if r.get("stages_ms"):
+            st = " ".join(f"{n}={fmt(v, '.0f')}" for n, v in r["stages_ms"].items())
+            print(f"  {r['scenario']:<10} {r['path']:<13} {st}")
+    print("\nsizes: " + ", ".join(f"{k} {v / 1048576:.2f} MiB" for k, v in sizes.items()))
+
+
+def targets(rows, sizes):
+    """Each target: (name, measured, limit, met)."""
+    out = []
+    get = {(r["scenario"], r["path"]): r for r in rows}
+    for s in ("in-place", "usb-moved"):
+        r = get.get((s, "zroam-init"))
+        if r:
+            out.append((f"zroam-init/{BASELINE} time to init, {s}", r["ratio"], TARGETS["ratio"],
+                        r["ratio"] is not None and r["ratio"] <= TARGETS["ratio"]))
+    zi = [r for r in rows if r["path"] == "zroam-init" and r.get("cpu_ms") is not None]
+    if zi:
+        worst = max(r["cpu_ms"] for r in zi)
+        out.append(("zroam's own CPU ms (worst scenario median)", worst, TARGETS["cpu_ms"], worst <= TARGETS["cpu_ms"]))
+        rss = max(r["rss_kib_max"] for r in zi) / 1024
+        out.append(("zroam's peak RSS MiB (any boot)", round(rss, 2), TARGETS["rss_mib"], rss <= TARGETS["rss_mib"]))
+    p1, p32 = get.get(("scale-1", "zroam-init")), get.get(("scale-32", "zroam-init"))
+    if p1 and p32 and p1.get("probe_ms") and p32.get("probe_ms"):
+        q = p32["probe_ms"] / p1["probe_ms"]
+        out.append(("probe 32 LUNs / probe 1 LUN", round(q, 2), TARGETS["probe_ratio"], q <= TARGETS["probe_ratio"]))
+    b = sizes.get("binary", 0) / 1048576
+    out.append(("static binary MiB", round(b, 2), TARGETS["binary_mib"], b <= TARGETS["binary_mib"]))
+    return out
+
+
+def parse(argv):
+    o = {"runs": int(os.environ.get("BENCH_RUNS", "5")), "paths": list(PATHS), "scenarios": SCENARIOS,
+         "json": os.path.join(os.getcwd(), "target", "bench", "bench.json")}
+    if not argv:
+        return None
+    o["binary"] = os.path.abspath(argv[0])
+    it = iter(argv[1:])
+    for a in it:
+        if a == "--runs":
+            o["runs"] = int(next(it))
+        elif a in ("--paths", "--scenarios"):
+            o[a[2:]] = next(it).split(",")
+        elif a == "--json":
+            o["json"] = os.path.abspath(next(it))
+        else:
+            return None
+    return o
+
+
+def main():
+    o = parse(sys.argv[1:])
+    if o is None:
+        print(__doc__, file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    labs = {p: lab_for(o["binary"], p) for p in o["paths"]}
+    sizes = {"binary": os.path.getsize(o["binary"])}
+    sizes.update({f"ramdisk {p}": os.path.getsize(lab.initrd) for p, lab in labs.items()})
+    recs = []
+    # Round-robin: each run boots every path once per scenario, so slow drift on the host
+    # touches all paths alike.
+    for run in range(o["runs"]):
+        for s in o["scenarios"]:
+            for p in o["paths"]:
+                rec = one_boot(labs[p], p, s, run)
+                bl.log(f"run {run + 1}/{o['runs']} {s} {p}: " + (f"init at {rec['init_s']} s" if rec["ok"] else "FAILED"))
+                recs.append(rec)
+    rows = summarize(recs, o["paths"], o["scenarios"])
+    print(f"\nzroam boot benchmark, {time.strftime('%Y-%m-%d')}, {o['runs']} boots each, "
+          f"{os.cpu_count()} host CPUs, QEMU TCG, guest kernel {bl.KVER}")
+    print_tables(rows, sizes)
+    tg = targets(rows, sizes)
+    print("\ntargets:")
+    for name, got, limit, met in tg:
+        print(f"  {'met ' if met else 'MISSED'} {name}: {got} (target <= {limit})")
+    failed_boots = [f"{r['path']}/{r['scenario']}/{r['run']}" for r in recs if not r["ok"]]
+    if failed_boots:
+        print(f"boots that did not reach the BE: {', '.join(failed_boots)}")
+    os.makedirs(os.path.dirname(o["json"]), exist_ok=True)
+    with open(o["json"], "w") as f:
+        json.dump({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
+                   "host_cpus": os.cpu_count(), "guest_kernel": bl.KVER, "runs": o["runs"], "append": APPEND,
+                   "sizes": sizes, "rows": rows, "targets": [dict(zip(("name", "measured", "limit", "met"), t)) for t in tg],
+                   "boots": recs}, f, indent=1)
+    print(f"JSON: {o['json']} ({time.monotonic() - t0:.0f} s)")
+    if not failed_boots:
+        for lab in labs.values():
+            subprocess.run(["rm", "-rf", lab.work])
+    # A stock path that cannot boot a scenario is a finding, not a broken benchmark.
+    zroam_failed = [f for f in failed_boots if f.startswith("zroam-")]
+    return 0 if all(t[3] for t in tg) and not zroam_failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
