@@ -243,12 +243,12 @@ impl Boot {
                 None => return Err(fail("zfs-module", "modprobe zfs did not finish in 90 s", "zroam.debug=1 and dmesg show why")),
             }
         }
-        // devtmpfs creates /dev/zfs before the module's init returns; it can only be missing
-        // here while someone else (udev, a stock hook) is still loading the module.
-        let until = Instant::now() + Duration::from_secs(30);
-        while !Path::new("/dev/zfs").exists() {
+        // modprobe returns early when someone else (udev, a stock hook) is still loading
+        // the module; wait for its init to finish.
+        let until = Instant::now() + MODPROBE_BOUND;
+        while !modules::zfs_loaded() || !Path::new("/dev/zfs").exists() {
             if Instant::now() > until {
-                return Err(fail("zfs-module", "/dev/zfs did not appear after loading zfs", "check that the ramdisk's zfs.ko matches this kernel"));
+                return Err(fail("zfs-module", "the zfs module did not finish loading (or /dev/zfs is missing)", "check that the ramdisk's zfs.ko matches this kernel"));
             }
             // A bounded poll on a path that has no event of its own to wait for.
             std::thread::sleep(Duration::from_millis(10));

@@ -67,14 +67,33 @@ pub fn spawn_modprobe(args: &[String]) -> std::io::Result<Child> {
     Command::new(mp).arg("-q").arg("-b").arg("-a").args(args).stdin(Stdio::null()).stdout(Stdio::null()).spawn()
 }
 
-/// Is OpenZFS loaded (its control node present)?
+/// Is OpenZFS loaded and initialised? Not "/dev/zfs exists": systemd and kmod create a
+/// static /dev/zfs from modules.devname before the module is loaded (opening it loads the
+/// module), and /sys/module/zfs appears while the module is still initialising.
 pub fn zfs_loaded() -> bool {
-    Path::new("/dev/zfs").exists() || Path::new("/sys/module/zfs").exists()
+    zfs_state(&std::fs::read_to_string("/sys/module/zfs/initstate").ok(), Path::new("/sys/module/zfs").exists())
+}
+
+/// Pure: the module's initstate (None when the file is missing) and whether its sysfs
+/// directory exists (built into the kernel: a directory without initstate).
+pub fn zfs_state(initstate: &Option<String>, dir: bool) -> bool {
+    match initstate {
+        Some(s) => s.trim() == "live",
+        None => dir,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zfs_is_loaded_only_when_live() {
+        assert!(zfs_state(&Some("live\n".into()), true));
+        assert!(!zfs_state(&Some("coming\n".into()), true));
+        assert!(!zfs_state(&None, false));
+        assert!(zfs_state(&None, true));
+    }
 
     #[test]
     fn storage_only() {
