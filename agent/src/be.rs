@@ -7,7 +7,7 @@ use serde::Serialize;
 /// The user property that names a one-shot next boot (set on the pool's root dataset).
 pub const NEXTBOOT_PROP: &str = "org.zroam:nextboot";
 /// The `zfs list` columns `parse_list` expects, in order.
-pub const LIST_COLUMNS: &str = "name,mountpoint,canmount,org.zroam:nextboot";
+pub const LIST_COLUMNS: &str = "name,mountpoint,canmount,org.zroam:nextboot,encryptionroot,keystatus,keylocation,keyformat";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dataset {
@@ -16,19 +16,40 @@ pub struct Dataset {
     pub canmount: String,
     /// `org.zroam:nextboot` as listed (None when "-").
     pub nextboot: Option<String>,
+    /// Native encryption: the dataset whose key this one uses (None: not encrypted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_root: Option<String>,
+    /// "available" or "unavailable" (None: not encrypted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keystatus: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keylocation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyformat: Option<String>,
 }
 
-/// Parse `zfs list -H -o name,mountpoint,canmount,org.zroam:nextboot` (tab-separated).
+fn value(v: Option<&str>) -> Option<String> {
+    v.filter(|v| !v.is_empty() && *v != "-" && *v != "none").map(str::to_string)
+}
+
+/// Parse `zfs list -H -o LIST_COLUMNS` (tab-separated; the first four columns alone are
+/// accepted too).
 pub fn parse_list(out: &str) -> Vec<Dataset> {
     out.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            let [name, mp, cm, nb] = f[..] else { return None };
+            if f.len() != 4 && f.len() != 8 {
+                return None;
+            }
             Some(Dataset {
-                name: name.to_string(),
-                mountpoint: mp.to_string(),
-                canmount: cm.to_string(),
-                nextboot: Some(nb).filter(|v| !v.is_empty() && *v != "-").map(str::to_string),
+                name: f[0].to_string(),
+                mountpoint: f[1].to_string(),
+                canmount: f[2].to_string(),
+                nextboot: value(Some(f[3])),
+                encryption_root: value(f.get(4).copied()),
+                keystatus: value(f.get(5).copied()),
+                keylocation: value(f.get(6).copied()),
+                keyformat: value(f.get(7).copied()),
             })
         })
         .collect()

@@ -16,6 +16,8 @@ use crate::report::{self, DeviceEvent, Failure, Hostid, ImportRecord, MountRecor
 use crate::run;
 use crate::udevdb;
 use crate::zfsparam;
+use crate::zfskey;
+use crate::keys::Keys;
 use crate::uevent::{Listener, Uevent};
 use nix::mount::{mount, MsFlags};
 use std::path::{Path, PathBuf};
@@ -54,10 +56,16 @@ pub struct Boot {
     discovery_idle_since: Option<Instant>,
     discovery_was_busy: bool,
     zfs_modprobe: Option<run::Pending>,
+    /// Passphrases typed, containers opened or given up on, keys loaded, this boot.
+    keys: Keys,
 }
 
 fn fail(stage: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Failure {
     Failure { stage, message: message.into(), hint: hint.into(), candidates: Vec::new() }
+}
+
+fn be_refusal(r: be::BeRefusal) -> Failure {
+    fail("choose-be", format!("{} (boot environments: {})", r.why, r.environments.join(", ")), r.hint)
 }
 
 /// Pools with a member on the disk whose ESP the firmware booted.
@@ -85,7 +93,7 @@ impl Boot {
             outcome: "running",
             ..Report::default()
         };
-        Boot { t0: Instant::now(), report, opts, children: Vec::new(), discovery_idle_since: None, discovery_was_busy: false, zfs_modprobe: None }
+        Boot { t0: Instant::now(), report, opts, children: Vec::new(), discovery_idle_since: None, discovery_was_busy: false, zfs_modprobe: None, keys: Keys::default() }
     }
 
     fn ms(&self) -> u64 {
@@ -175,7 +183,11 @@ impl Boot {
         let force = self.opts.cmdline.force || action == HostidAction::Force;
         let degraded = pool.members.iter().any(|m| !m.current) || !pool.missing.is_empty();
         self.stage("import", |b| b.import(guid, &name, &devices, force, degraded))?;
-        let plan = self.stage("choose-be", |b| b.choose_be(&name))?;
+        let (plan, ds, bootfs) = self.stage("choose-be", |b| b.choose_be(&name))?;
+        if !zfskey::needed(&plan, &ds).is_empty() {
+            self.stage("keys", |b| b.load_zfs_keys(&plan, &ds))?;
+        }
+        let plan = self.consume_nextboot(&name, plan, ds, &bootfs)?;
         self.stage("mount", |b| b.mount_all(&plan))?;
         self.report.be = Some(plan);
         if self.opts.cmdline.esp != EspMode::Off {
@@ -320,6 +332,23 @@ impl Boot {
             });
             let facts = Facts { hostid, boot_disk_pools: boot_disk_pools(&rep, booted) };
             let choice = choose::choose(&rep.pools, &cmd, &facts);
+            if !matches!(choice, Choice::Chosen { readiness: Readiness::Now, .. } | Choice::Ambiguous { .. }) {
+                // The pool (or a member) may be inside LUKS containers: open them, then look
+                // again at once.
+                let locked = self.keys.locked(&rep, &cmd.luks);
+                if !locked.is_empty() {
+                    if self.opts.load_hw_modules {
+                        self.keys.load_dm_modules();
+                    }
+                    let pid1 = self.opts.load_hw_modules;
+                    let r = self.keys.open_containers(&locked, &rep, &cmd, pid1);
+                    for w in r {
+                        self.warn(w);
+                    }
+                    self.report.keys = self.keys.records.clone();
+                    continue;
+                }
+            }
             let now = Instant::now();
             let (why, wake) = match &choice {
                 Choice::Chosen { readiness: Readiness::Now, .. } => return Ok((choice, rep)),
@@ -340,6 +369,10 @@ impl Boot {
                 }
                 Choice::Chosen { readiness: Readiness::Wait { why }, .. } | Choice::NotFound { why } => {
                     grace_from = None;
+                    if let Some(f) = self.keys.gave_up_failure(why) {
+                        self.report.probe = Some(rep);
+                        return Err(f);
+                    }
                     if now >= deadline {
                         self.report.probe = Some(rep);
                         let hint = if matches!(choice, Choice::NotFound { .. }) {
@@ -408,7 +441,7 @@ impl Boot {
         run::run("zfs", &a, ZFS_BOUND)
     }
 
-    fn choose_be(&mut self, pool: &str) -> Result<be::BePlan, Failure> {
+    fn choose_be(&mut self, pool: &str) -> Result<(be::BePlan, Vec<be::Dataset>, String), Failure> {
         // Two independent questions, asked at once (each helper spends ~80 ms starting libzfs).
         let bootfs_args: Vec<String> = ["get", "-H", "-o", "value", "bootfs", pool].map(String::from).to_vec();
         let list_args: Vec<String> = ["list", "-H", "-o", be::LIST_COLUMNS, "-t", "filesystem", "-r", pool].map(String::from).to_vec();
@@ -423,28 +456,44 @@ impl Boot {
         if !list.ok() {
             return Err(fail("choose-be", format!("zfs list {pool}: {}", list.said()), "zroam.shell=1 to look by hand"));
         }
-        let mut ds = be::parse_list(&list.stdout);
-        let cmd = self.opts.cmdline.clone();
-        let refuse = |r: be::BeRefusal| {
-            fail("choose-be", format!("{} (boot environments: {})", r.why, r.environments.join(", ")), r.hint)
-        };
-        let mut plan = be::choose(pool, bootfs.stdout.trim(), &ds, &cmd).map_err(refuse)?;
+        let ds = be::parse_list(&list.stdout);
+        let bootfs = bootfs.stdout.trim().to_string();
+        let plan = be::choose(pool, &bootfs, &ds, &self.opts.cmdline).map_err(be_refusal)?;
+        log::info!("boot environment {}: {}", plan.dataset, plan.reason);
+        Ok((plan, ds, bootfs))
+    }
+
+    /// The one-shot next boot is consumed before use (if this BE fails to boot, the next
+    /// boot falls back) and after the keys are loaded (nothing is written before then).
+    fn consume_nextboot(&mut self, pool: &str, plan: be::BePlan, mut ds: Vec<be::Dataset>, bootfs: &str) -> Result<be::BePlan, Failure> {
+        let mut plan = plan;
         if let Some(on) = plan.consume_nextboot.clone() {
-            // Consume before use: if this BE fails to boot, the next boot falls back.
             let o = self.zfs(&["inherit", be::NEXTBOOT_PROP, &on]);
             if !o.ok() {
                 self.warn(format!("cannot clear {} on {on} ({}); ignoring it", be::NEXTBOOT_PROP, o.said()));
                 for d in ds.iter_mut() {
                     d.nextboot = None;
                 }
-                plan = be::choose(pool, bootfs.stdout.trim(), &ds, &cmd).map_err(refuse)?;
+                plan = be::choose(pool, bootfs, &ds, &self.opts.cmdline).map_err(be_refusal)?;
+                log::info!("boot environment {}: {}", plan.dataset, plan.reason);
+                self.load_zfs_keys(&plan, &ds)?;
             }
         }
         for w in plan.warnings.clone() {
             self.warn(w);
         }
-        log::info!("boot environment {}: {}", plan.dataset, plan.reason);
         Ok(plan)
+    }
+
+    /// Native encryption: the keys of the planned mounts' encryption roots, before anything
+    /// is written to the pool.
+    fn load_zfs_keys(&mut self, plan: &be::BePlan, ds: &[be::Dataset]) -> Result<(), Failure> {
+        let rep = self.report.probe.clone().unwrap_or_default();
+        let pid1 = self.opts.load_hw_modules;
+        let cmd = self.opts.cmdline.clone();
+        let r = self.keys.load_zfs(&zfskey::needed(plan, ds), &rep, &cmd, pid1);
+        self.report.keys = self.keys.records.clone();
+        r
     }
 
     /// Stage 8, never fatal: its problems become warnings in the report.

@@ -55,6 +55,30 @@ pub enum EspMode {
     Off,
 }
 
+/// Which LUKS containers zroam may open (`rd.luks=`, `rd.luks.uuid=`, `zroam.luks=`,
+/// `zroam.luks.uuid=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LuksOpts {
+    /// `rd.luks=0` / `zroam.luks=off`: open none.
+    pub enabled: bool,
+    /// Only these container UUIDs (lower case, without a `luks-` prefix); empty: any.
+    pub uuids: Vec<String>,
+}
+
+/// A key file named on the command line: `zroam.key=PATH[:DEVICE]`, or dracut's
+/// `rd.luks.key=PATH[:KEYDEV[:LUKSDEV]]` and systemd's `rd.luks.key=UUID=PATH[:KEYDEV]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeySpec {
+    /// Path of the file: in the ramdisk, or on `device` when given.
+    pub path: String,
+    /// `PARTUUID=…`, `/dev/…` or `esp` (any ESP on the disks zroam probed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Only for this LUKS container (UUID) when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub for_uuid: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cmdline {
     /// None: `root=` is absent or names something that is not ZFS.
@@ -75,6 +99,13 @@ pub struct Cmdline {
     #[serde(serialize_with = "secs")]
     pub esp_budget: Duration,
     pub shell: bool,
+    pub luks: LuksOpts,
+    pub keys: Vec<KeySpec>,
+    /// Passphrase attempts per container or encryption root before giving up.
+    pub key_tries: u32,
+    /// Longest wait for a passphrase to be typed (zero: no limit).
+    #[serde(serialize_with = "secs")]
+    pub key_timeout: Duration,
     pub init: Option<String>,
     pub quiet: bool,
     pub debug: bool,
@@ -88,6 +119,8 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
 pub const DEFAULT_ESP_BUDGET: Duration = Duration::from_secs(15);
+pub const DEFAULT_KEY_TRIES: u32 = 3;
+pub const DEFAULT_KEY_TIMEOUT: Duration = Duration::from_secs(300);
 /// A longer wait is a typo, not a wish: cap it so boot stays bounded.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 
@@ -105,6 +138,10 @@ impl Default for Cmdline {
             esp: EspMode::Sync,
             esp_budget: DEFAULT_ESP_BUDGET,
             shell: false,
+            luks: LuksOpts { enabled: true, uuids: Vec::new() },
+            keys: Vec::new(),
+            key_tries: DEFAULT_KEY_TRIES,
+            key_timeout: DEFAULT_KEY_TIMEOUT,
             init: None,
             quiet: false,
             debug: false,
@@ -185,6 +222,39 @@ pub fn parse_guid(v: &str) -> Option<u64> {
     None
 }
 
+/// A LUKS UUID as the command line may write it (`luks-` prefix, upper case): None when
+/// it is not a UUID.
+pub fn luks_uuid(v: &str) -> Option<String> {
+    let u = v.strip_prefix("UUID=").unwrap_or(v);
+    let u = u.strip_prefix("luks-").unwrap_or(u).to_ascii_lowercase();
+    let ok = u.len() == 36
+        && u.char_indices().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() });
+    ok.then_some(u)
+}
+
+/// `PATH[:DEVICE[:LUKSDEV]]` (dracut) or `UUID=PATH[:DEVICE]` (systemd).
+fn parse_key(v: &str) -> Option<KeySpec> {
+    if let Some((u, rest)) = v.split_once('=').filter(|(u, _)| luks_uuid(u).is_some()) {
+        let (path, dev) = match rest.split_once(':') {
+            Some((p, d)) => (p, Some(d)),
+            None => (rest, None),
+        };
+        return (!path.is_empty()).then(|| KeySpec {
+            path: path.to_string(),
+            device: dev.filter(|d| !d.is_empty()).map(str::to_string),
+            for_uuid: luks_uuid(u),
+        });
+    }
+    let mut it = v.splitn(3, ':');
+    let path = it.next().filter(|p| !p.is_empty())?;
+    let device = it.next().filter(|d| !d.is_empty()).map(str::to_string);
+    let for_uuid = match it.next() {
+        Some(l) => Some(luks_uuid(l)?),
+        None => None,
+    };
+    Some(KeySpec { path: path.to_string(), device, for_uuid })
+}
+
 pub fn parse(line: &str) -> Cmdline {
     let mut c = Cmdline::default();
     for word in split(line) {
@@ -238,6 +308,29 @@ pub fn parse(line: &str) -> Cmdline {
             },
             "zroam.esp.budget" => match val.and_then(parse_secs) {
                 Some(d) => c.esp_budget = d,
+                None => bad(&mut c),
+            },
+            "rd.luks" | "zroam.luks" => match parse_bool(val) {
+                Some(b) => c.luks.enabled = b,
+                None => bad(&mut c),
+            },
+            "rd.luks.uuid" | "zroam.luks.uuid" => {
+                let us: Option<Vec<String>> = val.unwrap_or("").split(',').map(luks_uuid).collect();
+                match us {
+                    Some(us) => c.luks.uuids.extend(us),
+                    None => bad(&mut c),
+                }
+            }
+            "rd.luks.key" | "zroam.key" => match val.and_then(parse_key) {
+                Some(k) => c.keys.push(k),
+                None => bad(&mut c),
+            },
+            "zroam.key.tries" => match val.and_then(|v| v.parse::<u32>().ok()).filter(|n| (1..=10).contains(n)) {
+                Some(n) => c.key_tries = n,
+                None => bad(&mut c),
+            },
+            "zroam.key.timeout" => match val.and_then(parse_secs) {
+                Some(d) => c.key_timeout = d,
                 None => bad(&mut c),
             },
             k if k.starts_with("zroam.") => c.warnings.push(format!("unknown parameter {word} ignored")),
@@ -301,6 +394,28 @@ mod tests {
         assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("zroam.wiat=5"));
         assert_eq!(parse("zroam.wait=99999").wait, MAX_WAIT);
+    }
+
+    #[test]
+    fn luks_and_keys() {
+        let u = "0b1e3a8c-5d2f-4c6e-9a7b-1c2d3e4f5a6b";
+        let c = parse(&format!(
+            "rd.luks.uuid=luks-{} zroam.luks.uuid={u},{u} rd.luks.key=/k.bin:PARTUUID=abcd rd.luks.key={u}=/x:/dev/vda1 \
+             zroam.key=/keys/rpool.key:esp zroam.key.tries=5 zroam.key.timeout=0",
+            u.to_uppercase()
+        ));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(c.luks.enabled);
+        assert_eq!(c.luks.uuids, vec![u, u, u]);
+        assert_eq!(c.keys[0], KeySpec { path: "/k.bin".into(), device: Some("PARTUUID=abcd".into()), for_uuid: None });
+        assert_eq!(c.keys[1], KeySpec { path: "/x".into(), device: Some("/dev/vda1".into()), for_uuid: Some(u.into()) });
+        assert_eq!(c.keys[2].device.as_deref(), Some("esp"));
+        assert_eq!((c.key_tries, c.key_timeout), (5, Duration::ZERO));
+        assert!(!parse("rd.luks=0").luks.enabled);
+        assert!(!parse("zroam.luks=off").luks.enabled);
+        let bad = parse("rd.luks.uuid=nope zroam.key.tries=0 zroam.key= rd.luks.key=/a:b:notauuid");
+        assert_eq!(bad.warnings.len(), 4, "{:?}", bad.warnings);
+        assert_eq!(bad.key_tries, DEFAULT_KEY_TRIES);
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub fn roles(rep: &ProbeReport, pool_guid: u64, listed: &[Uuid], booted: Option<
                 .iter()
                 .filter(|m| m.current)
                 .filter_map(|m| rep.devices.iter().find(|d| d.dev.node == m.device))
-                .map(|d| d.dev.parent.clone().unwrap_or(d.dev.name.clone()))
+                .map(|d| rep.disk_of(d))
                 .collect()
         })
         .unwrap_or_default();

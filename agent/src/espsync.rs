@@ -80,18 +80,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EspError + '_ {
 
 /// vfat and the code pages its mount asks for (modules in distribution kernels; loading
 /// what is already there is a no-op).
-fn load_fat_modules() {
+pub fn load_fat_modules() {
     let args = ["-q", "-a", "vfat", "nls_cp437", "nls_ascii"].map(String::from);
     crate::run::run("modprobe", &args, Duration::from_secs(10));
 }
 
 /// A mounted ESP, unmounted when dropped.
-struct Mounted {
-    dir: PathBuf,
+pub struct Mounted {
+    pub dir: PathBuf,
 }
 
 impl Mounted {
-    fn new(node: &str, dir: PathBuf, readonly: bool) -> Result<Mounted, EspError> {
+    pub fn new(node: &str, dir: PathBuf, readonly: bool) -> Result<Mounted, EspError> {
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         if readonly {

@@ -4,6 +4,7 @@
 //! luks, vdev, assemble, cmdline, efi, choose, be, import, uevent::parse); the executors
 //! that touch devices and processes are `probe`, `boot`, `setup`, `pivot`, `emergency`, `run`.
 
+pub mod ask;
 pub mod assemble;
 pub mod be;
 pub mod blockdev;
@@ -20,6 +21,8 @@ pub mod fat;
 pub mod gpt;
 pub mod hostid;
 pub mod import;
+pub mod keyfile;
+pub mod keys;
 pub mod label;
 pub mod luks;
 pub mod mdraid;
@@ -34,5 +37,7 @@ pub mod sysfs;
 pub mod table;
 pub mod udevdb;
 pub mod uevent;
+pub mod unlock;
 pub mod vdev;
+pub mod zfskey;
 pub mod zfsparam;

@@ -60,7 +60,7 @@ fn is_ramdisk_root() -> bool {
     match nix::sys::statfs::statfs("/") {
         Ok(s) => {
             // ramfs or tmpfs: the kernel's rootfs for an initramfs.
-            let t = s.filesystem_type().0 as i64;
+            let t = s.filesystem_type().0;
             t == 0x858458f6 || t == 0x01021994
         }
         Err(_) => false,
@@ -95,7 +95,7 @@ pub fn switch_root(newroot: &Path, init: &str) -> Result<std::convert::Infallibl
     nix::unistd::chroot(".").map_err(sys("chroot"))?;
     nix::unistd::chdir("/").map_err(sys("chdir /"))?;
     let c = CString::new(init).map_err(|_| PivotError::NoInit(init.to_string()))?;
-    let e = nix::unistd::execv(&c, &[c.clone()]).unwrap_err();
+    let e = nix::unistd::execv(&c, std::slice::from_ref(&c)).unwrap_err();
     Err(PivotError::Sys { what: format!("exec {init}"), err: e })
 }
 

@@ -111,7 +111,7 @@ impl DeviceReport {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ProbeReport {
     pub version: &'static str,
     pub elapsed_ms: f64,
@@ -244,10 +244,11 @@ pub fn probe_cached(opts: &Options, cache: &mut Cache) -> ProbeReport {
         std::thread::Builder::new()
             .name(format!("probe-{w}"))
             .stack_size(256 * 1024)
-            .spawn(move || loop {
-                let Some((i, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                if tx.send((*i, probe_one(d))).is_err() {
-                    break;
+            .spawn(move || {
+                while let Some((i, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if tx.send((*i, probe_one(d))).is_err() {
+                        break;
+                    }
                 }
             })
             .map_err(|e| warnings.push(format!("cannot start a probe thread: {e}")))
@@ -305,6 +306,25 @@ pub fn probe_cached(opts: &Options, cache: &mut Cache) -> ProbeReport {
         pools: asm.pools,
         aux: asm.aux,
         warnings,
+    }
+}
+
+impl ProbeReport {
+    /// The disk a device lives on: a partition's disk, and for a mapped device (a LUKS
+    /// container opened as dm-N) the disk of the device it is mapped from.
+    pub fn disk_of(&self, d: &DeviceReport) -> String {
+        let mut cur = d;
+        // Bounded: a stack deeper than this is not a disk layout zroam knows.
+        for _ in 0..4 {
+            if let Some(p) = &cur.dev.parent {
+                return p.clone();
+            }
+            match self.devices.iter().find(|x| x.dev.holders.contains(&cur.dev.name)) {
+                Some(lower) => cur = lower,
+                None => break,
+            }
+        }
+        cur.dev.name.clone()
     }
 }
 

@@ -89,6 +89,8 @@ pub struct Report {
     pub hostid: Option<Hostid>,
     pub import: Option<ImportRecord>,
     pub be: Option<BePlan>,
+    /// LUKS containers opened and ZFS keys loaded (where each key came from, never the key).
+    pub keys: Vec<crate::keys::KeyRecord>,
     pub mounts: Vec<MountRecord>,
     /// Stage 8: each ESP's role and what was copied, deleted or kept.
     pub esp: Option<crate::espsync::EspReport>,

@@ -69,6 +69,12 @@ fn text(b: &[u8]) -> String {
 }
 
 pub fn run(prog: &str, args: &[String], timeout: Duration) -> Outcome {
+    run_with(prog, args, None, &[], timeout)
+}
+
+/// `run`, with `input` written to the helper's stdin (a key, never logged: only argv is
+/// recorded) and extra environment variables.
+pub fn run_with(prog: &str, args: &[String], input: Option<&[u8]>, env: &[(&str, &str)], timeout: Duration) -> Outcome {
     let t = Instant::now();
     let mut argv = vec![prog.to_string()];
     argv.extend(args.iter().cloned());
@@ -78,11 +84,20 @@ pub fn run(prog: &str, args: &[String], timeout: Duration) -> Outcome {
         // zroam has already seen every device node it names; without this, libzfs waits
         // for udev to settle each device's links (seconds per device where udev is absent).
         .env("ZPOOL_IMPORT_UDEV_TIMEOUT_MS", "0")
-        .stdin(Stdio::null())
+        .envs(env.iter().copied())
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
-    let child = match child {
+    let child = match child.map(|mut c| {
+        if let (Some(data), Some(mut w)) = (input, c.stdin.take()) {
+            use std::io::Write;
+            // Keys are small (bounded by their readers); the pipe buffer holds them, and
+            // dropping the writer gives the helper its end of input.
+            let _ = w.write_all(data);
+        }
+        c
+    }) {
         Ok(c) => c,
         Err(e) => {
             return Outcome {

@@ -33,6 +33,7 @@ pub fn pseudo_filesystems() -> Vec<String> {
             }
         }
     }
+    kernel_modprobe();
     let efi = "/sys/firmware/efi/efivars";
     if Path::new(efi).is_dir() && !mounted(efi) {
         let m = || mount(Some("efivarfs"), efi, Some("efivarfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, None::<&str>);
@@ -47,6 +48,20 @@ pub fn pseudo_filesystems() -> Vec<String> {
         }
     }
     warn
+}
+
+/// The kernel loads modules on demand (ciphers for dm-crypt, for one) by running the
+/// program named in /proc/sys/kernel/modprobe, /sbin/modprobe by default: point it at the
+/// ramdisk's modprobe when that is elsewhere.
+fn kernel_modprobe() {
+    let knob = "/proc/sys/kernel/modprobe";
+    let Ok(cur) = std::fs::read_to_string(knob) else { return };
+    if Path::new(cur.trim()).exists() {
+        return;
+    }
+    if let Some(mp) = crate::modules::find_tool("modprobe") {
+        let _ = std::fs::write(knob, mp.as_os_str().as_encoded_bytes());
+    }
 }
 
 /// Make fds 0-2 the console when the kernel could not (no /dev/console in the ramdisk).

@@ -22,11 +22,16 @@ installkernel() {
     instmods -c zfs
     # Disks move between buses: take the common storage drivers even in host-only images.
     hostonly='' instmods ahci nvme virtio_blk virtio_scsi sd_mod xhci_pci ehci_pci usb_storage uas
+    # ZFS on LUKS: zroam opens the containers itself (dm-crypt and the usual LUKS ciphers).
+    hostonly='' instmods dm_crypt xts algif_skcipher
 }
 
 install() {
     inst_simple "$(zroam_bin)" /usr/sbin/zroam
     inst_multiple zpool zfs modprobe
+    # Optional: cryptsetup for ZFS on LUKS; systemd-ask-password for passphrases when the
+    # image has systemd's password agents (plymouth's own module brings plymouth).
+    inst_multiple -o cryptsetup systemd-ask-password
     # glibc loads libgcc_s at run time for zpool's threads; ldd does not list it.
     inst_libdir_file "libgcc_s.so*"
     [[ -f /etc/hostid ]] && inst_simple -H /etc/hostid

@@ -32,12 +32,30 @@ $b poweroff -f
 INIT
 }
 
-# job HOSTID NDISKS CREATE-OPTIONS BE[:child]... — the first BE is bootfs.
+# The lab's passphrase for LUKS containers and encrypted BEs (typed by the tests).
+LAB_PASSPHRASE=zroam-lab-passphrase
+
+# job HOSTID NDISKS CREATE-OPTIONS BE[:child]... — the first BE is bootfs. $layout (from
+# the set's LAYOUT) adds encryption: luks (each pool member inside a LUKS2 container),
+# native-prompt (the first BE encrypted, passphrase, keylocation=prompt), native-keyfile
+# (raw key, keylocation=file:///boot/efi/zroam/rpool.key, the key on the first disk's ESP).
 job_for() {
-  local hostid=$1 n=$2 opts=$3 vdevs="" i; shift 3
-  for ((i = 0; i < n; i++)); do vdevs+=" /dev/$(lab_disk_name $i)2"; done
+  local hostid=$1 n=$2 opts=$3 vdevs="" i d; shift 3
+  for ((i = 0; i < n; i++)); do
+    d=$(lab_disk_name $i)
+    if [ "${layout:-}" = luks ]; then vdevs+=" /dev/mapper/lab-$d"; else vdevs+=" /dev/${d}2"; fi
+  done
   [ "$n" -gt 1 ] && vdevs="mirror$vdevs"
   lab_job_disks "$n" "$hostid"
+  # pbkdf2 with few iterations: key derivation under emulation must not take minutes.
+  [ "${layout:-}" = luks ] && for ((i = 0; i < n; i++)); do
+    d=$(lab_disk_name $i)
+    cat <<JOB
+export DM_DISABLE_UDEV=1
+printf %s '$LAB_PASSPHRASE' | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file=- /dev/${d}2
+printf %s '$LAB_PASSPHRASE' | cryptsetup open --key-file=- /dev/${d}2 lab-$d
+JOB
+  done
   cat <<JOB
 zpool create -f $opts -O mountpoint=none -O canmount=off -R /mnt rpool $vdevs
 zfs create -o mountpoint=none -o canmount=off rpool/ROOT
@@ -48,8 +66,22 @@ JOB
   local first=1 spec be child
   for spec in "$@"; do
     be=${spec%%:*}; child=${spec#*:}; [ "$child" = "$spec" ] && child=""
+    case "${layout:-}:$first" in
+    native-prompt:1) cat <<JOB
+printf '%s\n' '$LAB_PASSPHRASE' | zfs create -o encryption=on -o keyformat=passphrase -o keylocation=prompt -o mountpoint=/ -o canmount=noauto rpool/ROOT/$be
+zdb -l /dev/vda2 | grep -A6 features_for_read || true
+JOB
+    ;;
+    native-keyfile:1) cat <<JOB
+dd if=/dev/urandom of=/tmp/rpool.key bs=32 count=1
+zfs create -o encryption=on -o keyformat=raw -o keylocation=file:///tmp/rpool.key -o mountpoint=/ -o canmount=noauto rpool/ROOT/$be
+zfs set keylocation=file:///boot/efi/zroam/rpool.key rpool/ROOT/$be
+mkdir -p /tmp/esp && mount -t vfat /dev/vda1 /tmp/esp && mkdir -p /tmp/esp/zroam && cp /tmp/rpool.key /tmp/esp/zroam/ && umount /tmp/esp
+JOB
+    ;;
+    *) echo "zfs create -o mountpoint=/ -o canmount=noauto rpool/ROOT/$be" ;;
+    esac
     cat <<JOB
-zfs create -o mountpoint=/ -o canmount=noauto rpool/ROOT/$be
 zfs mount rpool/ROOT/$be
 mkdir -p /mnt/bin /mnt/sbin /mnt/etc /mnt/proc /mnt/sys /mnt/dev /mnt/run /mnt/tmp /mnt/var
 cp /bin/busybox /mnt/bin/busybox; ln -s busybox /mnt/bin/sh
@@ -73,6 +105,7 @@ zpool list -v rpool
 JOB
 }
 
+declare -A LAYOUT=([luks]=luks [native]=native-prompt [keyfile]=native-keyfile)
 declare -A SETS=(
   [mirror]="$OURS 2|-o cachefile=/out/zpool.cache|debian:var other"
   [single]="$OURS 1|-o cachefile=none|debian:var other"
@@ -81,13 +114,17 @@ declare -A SETS=(
   [mirror3]="$OURS 3|-o cachefile=none|debian"
   # The ESPs of both disks are one md RAID1 with metadata 1.0 (superblock at the end, so
   # the firmware still sees a FAT on each partition).
+  [luks]="$OURS 2|-o cachefile=none|debian:var"
+  [native]="$OURS 1|-o cachefile=none|debian:var"
+  [keyfile]="$OURS 1|-o cachefile=none|debian"
   [mdesp]="$OURS 2|-o cachefile=none|debian|mdadm --create /dev/md0 --run --metadata=1.0 --level=1 --raid-devices=2 /dev/vda1 /dev/vdb1 && mkfs.vfat -F 32 -n EFI /dev/md0 && mdadm --stop /dev/md0"
 )
 
 build_set() {
-  local name=$1 spec=${SETS[$1]} dir key job hostid n opts bes extra i img disks=()
+  local name=$1 spec=${SETS[$1]} dir key job hostid n opts bes extra i img layout disks=()
   IFS='|' read -r hn opts bes extra <<<"$spec"
   read -r hostid n <<<"$hn"
+  layout=${LAYOUT[$name]:-}
   # shellcheck disable=SC2086
   job=$(job_for "$hostid" "$n" "$opts" $bes)
   [ -n "$extra" ] && job+=$'\n'"$extra"

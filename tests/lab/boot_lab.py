@@ -198,7 +198,7 @@ class Lab:
         self.outcome = outcome
         self.prompt = prompt
         self.initrd = initrd or sh("bash", os.path.join(HERE, "boot-initrd.sh"), binary).strip()
-        out = sh("bash", os.path.join(HERE, "boot-images.sh"), "mirror", "single", "foreign", "mmp")
+        out = sh("bash", os.path.join(HERE, "boot-images.sh"), "mirror", "single", "foreign", "mmp", "luks", "native", "keyfile")
         self.images = {}
         for line in out.splitlines():
             name, d = line.split()
@@ -216,7 +216,8 @@ class Lab:
     def guid(self, image):
         return self.images[image]["pool_guid"]
 
-    def boot(self, tag, disks, append="root=zfs:AUTO", extra=None, hotplug=None, timeout=150, locking=True, on_shell=SHELL_CMD):
+    def boot(self, tag, disks, append="root=zfs:AUTO", extra=None, hotplug=None, timeout=150, locking=True, on_shell=SHELL_CMD,
+             answers=()):
         initrd = self.initrd
         if extra:
             cat = os.path.join(self.work, f"{tag}-initrd")
@@ -228,7 +229,7 @@ class Lab:
         args = qemu_args(initrd, disks, append, self.work, monitor=mon, usb_bus=bool(hotplug), locking=locking,
                          base=self.base)
         for attempt in (1, 2):
-            r = self.run_vm(tag, args, mon, hotplug, timeout, on_shell)
+            r = self.run_vm(tag, args, mon, hotplug, timeout, on_shell, answers)
             # QEMU's TCG sometimes trips an internal assertion before the guest runs: that
             # is the emulator failing, not the boot; once more.
             if attempt == 1 and QEMU_CRASH.search(r.serial) and "zroam" not in r.serial.lower():
@@ -236,9 +237,10 @@ class Lab:
                 continue
             return r
 
-    def run_vm(self, tag, args, mon, hotplug, timeout, on_shell):
+    def run_vm(self, tag, args, mon, hotplug, timeout, on_shell, answers=()):
         t0 = time.monotonic()
         vm = Vm(args, self.work)
+        vm.answered = []
         if hotplug:
             delay, img = hotplug
             vm.expect("zroam: waiting", 60)
@@ -248,8 +250,22 @@ class Lab:
             monitor_cmd(mon, f"drive_add 0 if=none,id=hp0,file={img},format=raw,cache=unsafe")
             monitor_cmd(mon, "device_add usb-storage,drive=hp0,id=hpdev,bus=xhci.0")
             log(f"{tag}: hot-plugged {os.path.basename(img)} over USB at {time.monotonic() - t0:.1f} s")
+        # Questions on the console (a passphrase prompt) get their answers, in order, each
+        # typed once its question shows up.
+        mark = 0
+        for question, answer in answers:
+            end = f"ZROAM-BE-INIT|{self.prompt}|{SULOGIN}"
+            if not vm.expect(f"{question}|{end}", timeout, since=mark):
+                break
+            q = re.search(question.encode(), vm.out[mark:])
+            e = re.search(end.encode(), vm.out[mark:])
+            if not q or (e and e.start() < q.start()):
+                break
+            mark += q.end()
+            vm.send(answer + "\n")
+            vm.answered.append(question)
         # Either the BE's init runs (and powers off) or the emergency shell opens.
-        if vm.expect(f"ZROAM-BE-INIT|{self.prompt}|{SULOGIN}", timeout) and b"ZROAM-BE-INIT" not in vm.out:
+        if vm.expect(f"ZROAM-BE-INIT|{self.prompt}|{SULOGIN}", timeout, since=mark) and b"ZROAM-BE-INIT" not in vm.out:
             if re.search(SULOGIN.encode(), vm.out):
                 # systemd's emergency.service without a root password: Enter gives the shell.
                 # An Enter typed before sulogin reads is lost: give it a moment, and retry.
@@ -265,7 +281,9 @@ class Lab:
         serial = vm.finish(30)
         with open(os.path.join(self.work, f"{tag}.serial.log"), "w") as f:
             f.write(serial)
-        return Result(serial, time.monotonic() - t0, self.prompt, self.outcome)
+        r = Result(serial, time.monotonic() - t0, self.prompt, self.outcome)
+        r.answered = vm.answered
+        return r
 
 
 def check(cond, what, errors):
@@ -461,6 +479,81 @@ SCENARIOS = {
     "10-readonly": s10_readonly,
     "11-multihost": s11_multihost,
 }
+
+
+# Typed by the tests at zroam's passphrase prompts (the images' LAB_PASSPHRASE).
+PASSPHRASE = "zroam-lab-passphrase"
+ASK = r"zroam: passphrase for [^\r\n]*: "
+
+
+def keys_of(r, kind):
+    return [k for k in ((r.report or {}).get("keys") or []) if k.get("kind") == kind]
+
+
+def not_echoed(r, e):
+    check(PASSPHRASE not in r.serial.replace("ZROAM-REPORT", ""), "the passphrase shows on the console or in the report", e)
+
+
+def s12_luks_mirror(lab, e):
+    """A mirror whose members sit in two LUKS2 containers: one passphrase, typed once, opens both."""
+    r = lab.boot("s12", [(lab.disk("luks", 0, "s12"), "virtio"), (lab.disk("luks", 1, "s12"), "virtio")],
+                 answers=[(ASK, PASSPHRASE)])
+    booted(r, "debian", e, child="yes")
+    asked = len(re.findall(ASK, r.serial))
+    check(asked == 1, f"asked for the passphrase {asked} times, expected once", e)
+    luks = keys_of(r, "luks")
+    check([k.get("outcome") for k in luks] == ["opened", "opened"], f"LUKS records: {luks}", e)
+    check(len(luks) == 2 and "earlier" in (luks[1].get("source") or ""), f"second container not opened with the typed passphrase: {luks}", e)
+    p = r.chosen_pool() or {}
+    check(p.get("health") == "complete", f"health {p.get('health')}, expected complete (both mapper devices)", e)
+    argv = ((r.report or {}).get("import") or {}).get("argv", [])
+    check(sum("/dev/dm-" in a for a in argv) == 2, f"import did not use the two opened devices: {argv}", e)
+    # The ESPs beside the containers belong to the pool's disks.
+    esps = ((r.report or {}).get("esp") or {}).get("esps") or []
+    check(len(esps) == 2, f"ESP stage saw {len(esps)} ESPs of the pool's disks, expected 2", e)
+    not_echoed(r, e)
+    return r
+
+
+def s13_native_prompt(lab, e):
+    """Native encryption: the BE's key (keylocation=prompt) is asked for before anything is mounted."""
+    r = lab.boot("s13", [(lab.disk("native", 0, "s13"), "virtio")], answers=[(ASK, PASSPHRASE)])
+    booted(r, "debian", e, child="yes")
+    z = keys_of(r, "zfs")
+    check([(k.get("what"), k.get("outcome")) for k in z] == [("rpool/ROOT/debian", "loaded")], f"ZFS key records: {z}", e)
+    stages = [s["name"] for s in (r.report or {}).get("stages", [])]
+    check("keys" in stages and stages.index("keys") < stages.index("mount"), f"stages {stages}", e)
+    not_echoed(r, e)
+    return r
+
+
+def s14_keyfile_on_esp(lab, e):
+    """keylocation=file:///boot/efi/zroam/rpool.key: read from the ESP, no question asked."""
+    r = lab.boot("s14", [(lab.disk("keyfile", 0, "s14"), "virtio")])
+    booted(r, "debian", e)
+    check(not re.search(ASK, r.serial), "asked for a passphrase although the key is on the ESP", e)
+    z = keys_of(r, "zfs")
+    check(len(z) == 1 and z[0].get("outcome") == "loaded" and "on the ESP" in (z[0].get("source") or ""),
+          f"ZFS key records: {z}", e)
+    return r
+
+
+def s15_wrong_passphrase(lab, e):
+    """Three wrong passphrases: the emergency shell, the report says why, no pool imported."""
+    wrong = [(ASK, "not-the-passphrase")] * 3
+    r = lab.boot("s15", [(lab.disk("luks", 0, "s15"), "virtio"), (lab.disk("luks", 1, "s15"), "virtio")], answers=wrong)
+    refused(r, "unlock", e, words=("3 wrong passphrase", "zroam.key="))
+    check(len(r.answered) == 3, f"answered {len(r.answered)} prompts, expected 3", e)
+    check(not (r.report or {}).get("import"), "a pool was imported although nothing was unlocked", e)
+    return r
+
+
+SCENARIOS.update({
+    "12-luks-mirror": s12_luks_mirror,
+    "13-native-prompt": s13_native_prompt,
+    "14-keyfile-on-esp": s14_keyfile_on_esp,
+    "15-wrong-passphrase": s15_wrong_passphrase,
+})
 
 
 def demo(lab, name):

@@ -16,7 +16,7 @@ LAB_KVER=$("$LAB_DIR/guest-kernel.sh")
 LAB_KERNEL=/boot/vmlinuz-$LAB_KVER
 # Storage and filesystem modules the lab's guests may need, plus OpenZFS.
 LAB_MODULES=(virtio_blk virtio_scsi sd_mod ahci nvme xhci_pci usb_storage uas vfat nls_cp437
-  nls_ascii efivarfs loop raid1 dm_crypt spl zfs)
+  nls_ascii efivarfs loop raid1 dm_crypt xts algif_skcipher spl zfs)
 LAB_TOOLS=(zpool zfs zdb zgenhostid sgdisk mkfs.vfat blkid wipefs mdadm cryptsetup)
 
 lab_log() { echo "lab: $*" >&2; }
