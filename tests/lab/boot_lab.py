@@ -483,7 +483,8 @@ SCENARIOS = {
 
 # Typed by the tests at zroam's passphrase prompts (the images' LAB_PASSPHRASE).
 PASSPHRASE = "zroam-lab-passphrase"
-ASK = r"zroam: passphrase for [^\r\n]*: "
+# zroam's own console prompt ends in ": "; systemd's console agent adds "(press TAB for no echo)".
+ASK = r"zroam: passphrase for [^\r\n]*(?:\): |container\(s\): |[a-z0-9]: |echo\) )"
 
 
 def keys_of(r, kind):

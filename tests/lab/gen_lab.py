@@ -2,9 +2,10 @@
 """zroam inside the real generators' ramdisks: dracut (with and without systemd in the
 initramfs) and initramfs-tools, each built by the generator itself from a `make install
 DESTDIR=…` staging (tests/lab/gen-images.sh), alone and beside OpenZFS's own zfs-dracut /
-zfs-initramfs. Each image boots scenarios 1, 2, 5 and 6 of the boot lab; zroam must be the
-one that mounts the root (its report says "mounted"), and the name collision must be settled
-by zroam's rules, not by the stock module's import by name.
+zfs-initramfs. Each image boots scenarios 1, 2, 5, 6 and 12 (ZFS on LUKS: the passphrase is
+typed at zroam's console prompt, or at systemd's console agent in a systemd image) of the
+boot lab; zroam must be the one that mounts the root (its report says "mounted"), and the
+name collision must be settled by zroam's rules, not by the stock module's import by name.
 
 mkinitcpio is not in Debian: tests/mkinitcpio/harness.sh runs zroam's install hook against
 an implementation of the build API (recording the calls) and boots scenario 2 with the
@@ -21,7 +22,7 @@ import time
 import boot_lab as bl
 
 KINDS = ["dracut-systemd", "dracut-shell", "initramfs-tools"]
-SCENARIOS = ["1-mirror", "2-usb-degraded", "5-foreign-stick", "6-name-collision"]
+SCENARIOS = ["1-mirror", "2-usb-degraded", "5-foreign-stick", "6-name-collision", "12-luks-mirror"]
 # What zroam's mkinitcpio install hook must ask the build API for.
 MKINITCPIO_CALLS = ["add_binary zpool", "add_binary zfs", "add_module zfs", "add_module usb_storage?", "add_runscript"]
 
@@ -71,7 +72,7 @@ def main():
     jobs = int(os.environ.get("LAB_JOBS", "2"))
     t0 = time.monotonic()
     # The pool images once, before the workers share them.
-    bl.sh("bash", os.path.join(bl.HERE, "boot-images.sh"), "mirror", "single", "foreign", "mmp")
+    bl.sh("bash", os.path.join(bl.HERE, "boot-images.sh"), "mirror", "single", "foreign", "mmp", "luks", "native", "keyfile")
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         rows = [row for rs in pool.map(lambda c: run_case(binary, c), cases) for row in rs]
     failed = bl.print_table("lab-gen", rows, t0)
