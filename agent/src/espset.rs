@@ -162,33 +162,15 @@ mod tests {
     use crate::gpt::{PartKind, Partition};
     use crate::mdraid::MdSuper;
     use crate::probe::{Contents, DeviceReport};
-    use crate::sysfs::{BlockDev, Bus};
+    use crate::sysfs::BlockDev;
 
     fn u(n: u8) -> Uuid {
         Uuid::from_bytes([n; 16])
     }
 
     fn part(disk: &str, n: u32, kind: PartKind, partuuid: Uuid, contents: Contents) -> DeviceReport {
-        let name = format!("{disk}{n}");
         DeviceReport {
-            dev: BlockDev {
-                node: format!("/dev/{name}"),
-                name,
-                major: 8,
-                minor: n,
-                size: 1 << 26,
-                partition: Some(n),
-                parent: Some(disk.to_string()),
-                start: Some(1 << 20),
-                removable: false,
-                read_only: false,
-                bus: Bus::Virtio,
-                logical_block_size: 512,
-                model: None,
-                serial: None,
-                holders: Vec::new(),
-                detail: None,
-            },
+            dev: BlockDev::test_partition(disk, n),
             gpt_entry: Some(Partition {
                 number: n,
                 type_guid: Uuid::nil(),

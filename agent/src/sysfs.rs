@@ -73,6 +73,31 @@ pub struct BlockDev {
     pub detail: Option<String>,
 }
 
+impl BlockDev {
+    /// Partition `n` of virtio disk `disk`, 64 MiB (unit tests build probe reports from it).
+    pub fn test_partition(disk: &str, n: u32) -> BlockDev {
+        let name = format!("{disk}{n}");
+        BlockDev {
+            node: format!("/dev/{name}"),
+            name,
+            major: 8,
+            minor: n,
+            size: 1 << 26,
+            partition: Some(n),
+            parent: Some(disk.to_string()),
+            start: Some(1 << 20),
+            removable: false,
+            read_only: false,
+            bus: Bus::Virtio,
+            logical_block_size: 512,
+            model: None,
+            serial: None,
+            holders: Vec::new(),
+            detail: None,
+        }
+    }
+}
+
 fn attr(dir: &Path, name: &str) -> Option<String> {
     let s = fs::read_to_string(dir.join(name)).ok()?;
     let t = s.trim();

@@ -92,28 +92,14 @@ mod tests {
     use super::*;
     use crate::luks::Luks;
     use crate::probe::{Contents, DeviceReport};
-    use crate::sysfs::{BlockDev, Bus};
+    use crate::sysfs::BlockDev;
 
     fn dev(name: &str, luks: Option<&str>, holders: &[&str]) -> DeviceReport {
+        let (disk, n) = name.split_at(name.len() - 1);
+        let mut dev = BlockDev::test_partition(disk, n.parse().unwrap_or(0));
+        dev.holders = holders.iter().map(|h| h.to_string()).collect();
         DeviceReport {
-            dev: BlockDev {
-                node: format!("/dev/{name}"),
-                name: name.into(),
-                major: 253,
-                minor: 0,
-                size: 1 << 26,
-                partition: Some(2),
-                parent: Some(name[..3].into()),
-                start: None,
-                removable: false,
-                read_only: false,
-                bus: Bus::Virtio,
-                logical_block_size: 512,
-                model: None,
-                serial: None,
-                holders: holders.iter().map(|h| h.to_string()).collect(),
-                detail: None,
-            },
+            dev,
             gpt_entry: None,
             contents: Contents { luks: luks.map(|u| Luks { version: 2, uuid: u.into() }), ..Contents::default() },
             elapsed_ms: 0.0,
