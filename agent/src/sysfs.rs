@@ -73,6 +73,7 @@ pub struct BlockDev {
     pub detail: Option<String>,
 }
 
+#[cfg(test)]
 impl BlockDev {
     /// Partition `n` of virtio disk `disk`, 64 MiB (unit tests build probe reports from it).
     pub fn test_partition(disk: &str, n: u32) -> BlockDev {
