@@ -352,6 +352,13 @@ fn status_cmd(mut args: lexopt::Parser) -> Res {
     println!("pool:     {} (guid {}): {}", s("/pool/name"), s("/pool/guid"), s("/pool/reason"));
     println!("hostid:   system {} label {} action {}", s("/hostid/system"), s("/hostid/label"), s("/hostid/action"));
     println!("import:   {}", v.pointer("/import/argv").and_then(|a| a.as_array()).map_or("-".into(), |a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" ")));
+    if let Some(ks) = v.pointer("/keys").and_then(|m| m.as_array()) {
+        for k in ks {
+            let src = k["source"].as_str().map(|x| format!(" with {x}")).unwrap_or_default();
+            let wrong = k["wrong_keys"].as_u64().filter(|n| *n > 0).map(|n| format!(" ({n} wrong)")).unwrap_or_default();
+            println!("key:      {} {}: {}{src}{wrong}", k["kind"].as_str().unwrap_or("?"), k["what"].as_str().unwrap_or("?"), k["outcome"].as_str().unwrap_or("?"));
+        }
+    }
     println!("BE:       {}: {}", s("/be/dataset"), s("/be/reason"));
     if let Some(ms) = v.pointer("/mounts").and_then(|m| m.as_array()) {
         for m in ms {

@@ -50,3 +50,21 @@ fn usage_errors_exit_2() {
     assert_eq!(zroam().args(["probe", "--bogus"]).status().unwrap().code(), Some(2));
     assert!(zroam().arg("--help").status().unwrap().success());
 }
+
+#[test]
+fn status_names_each_key_and_where_it_came_from() {
+    let rep = std::env::temp_dir().join(format!("zroam-status-{}.json", std::process::id()));
+    fs::write(
+        &rep,
+        r#"{"outcome":"booted","keys":[
+            {"kind":"luks","what":"/dev/vda2 (LUKS2 u1)","outcome":"opened","source":"passphrase (console)","wrong_keys":1},
+            {"kind":"zfs","what":"rpool/ROOT/debian","outcome":"given up","wrong_keys":3}],"stages":[]}"#,
+    )
+    .unwrap();
+    let out = zroam().args(["status", "--report"]).arg(&rep).output().unwrap();
+    fs::remove_file(&rep).unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("key:      luks /dev/vda2 (LUKS2 u1): opened with passphrase (console) (1 wrong)"), "{text}");
+    assert!(text.contains("key:      zfs rpool/ROOT/debian: given up (3 wrong)"), "{text}");
+}
