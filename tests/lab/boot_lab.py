@@ -262,6 +262,12 @@ class Lab:
             if not q or (e and e.start() < q.start()):
                 break
             mark += q.end()
+            # Type as a person would, a moment after the question: systemd's console agent
+            # prints its prompt before it turns echo off, so an instant answer is echoed.
+            # (zroam's own prompt turns echo off first.)
+            settle = time.monotonic() + 1
+            while time.monotonic() < settle and vm.pump(settle):
+                pass
             vm.send(answer + "\n")
             vm.answered.append(question)
         # Either the BE's init runs (and powers off) or the emergency shell opens.
