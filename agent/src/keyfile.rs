@@ -67,6 +67,18 @@ pub fn read_on(node: &str, rel: &str, base: &Path) -> Result<Secret, String> {
     read(&m.dir.join(rel.trim_start_matches('/')))
 }
 
+/// Read `rel` from the first of `nodes` that has it; returns that node and the key.
+pub fn read_first(nodes: &[String], rel: &str, base: &Path) -> Result<(String, Secret), String> {
+    let mut last = format!("{rel}: no device to read it from");
+    for n in nodes {
+        match read_on(n, rel, base) {
+            Ok(s) => return Ok((n.clone(), s)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// A command-line key: from its device when it names one, else from the ramdisk.
 pub fn load_spec(k: &KeySpec, rep: &ProbeReport, prefer: &[String], base: &Path) -> Result<Secret, String> {
     let Some(dev) = &k.device else { return read(Path::new(&k.path)) };
@@ -74,14 +86,7 @@ pub fn load_spec(k: &KeySpec, rep: &ProbeReport, prefer: &[String], base: &Path)
     if nodes.is_empty() {
         return Err(format!("{dev}: no such device (for key {})", k.path));
     }
-    let mut last = String::new();
-    for n in nodes {
-        match read_on(&n, &k.path, base) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
+    read_first(&nodes, &k.path, base).map(|(_, s)| s)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub struct KeyRecord {
     pub kind: &'static str,
     /// The container (device and UUID) or the encryption root.
     pub what: String,
-    /// "opened", "loaded", "already open", "given up".
+    /// "opened", "loaded" or "given up".
     pub outcome: &'static str,
     /// Where the key that worked came from (never the key).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,6 +53,12 @@ fn pool_disks(rep: &ProbeReport) -> Vec<String> {
     rep.devices.iter().filter(|d| d.contents.zfs.is_some() || d.contents.luks.is_some()).map(|d| rep.disk_of(d)).collect()
 }
 
+/// Names the targets still locked (indices into the records), for the question.
+type Subject<'a> = &'a dyn Fn(&[usize]) -> String;
+
+/// How a key opened something typed earlier is reported.
+const EARLIER: &str = "the passphrase typed earlier in this boot";
+
 enum Try {
     Ok,
     Wrong,
@@ -71,19 +77,20 @@ impl Keys {
         }
     }
 
-    /// Each key the command line names for this target (`for_uuid` matching, or any).
-    fn cmdline_keys(&self, cmd: &Cmdline, uuid: Option<&str>, rep: &ProbeReport, notes: &mut Vec<String>) -> Vec<(String, Secret)> {
+    /// The key files the command line names, each with the container it is limited to
+    /// (None: any target), read once; `want` picks specs by that limit.
+    fn cmdline_keys(&self, cmd: &Cmdline, rep: &ProbeReport, want: impl Fn(Option<&str>) -> bool, notes: &mut Vec<String>) -> Vec<(Option<String>, String, Secret)> {
         let prefer = pool_disks(rep);
         cmd.keys
             .iter()
-            .filter(|k| k.for_uuid.is_none() || k.for_uuid.as_deref() == uuid)
+            .filter(|k| want(k.for_uuid.as_deref()))
             .filter_map(|k| {
                 let label = match &k.device {
                     Some(d) => format!("key file {} on {d}", k.path),
                     None => format!("key file {}", k.path),
                 };
                 match keyfile::load_spec(k, rep, &prefer, &key_mounts()) {
-                    Ok(s) => Some((label, s)),
+                    Ok(s) => Some((k.for_uuid.clone(), label, s)),
                     Err(e) => {
                         notes.push(format!("{label}: {e}"));
                         None
@@ -93,68 +100,109 @@ impl Keys {
             .collect()
     }
 
-    /// Tries `attempt` with key files, then passphrases typed earlier, then asks up to
-    /// `tries` times. Returns the source that worked, or None; `wrong` counts refusals.
+    /// Tries keys on several targets at once (the records in `recs`): each target's own key
+    /// files, then passphrases typed earlier in this boot (when `reuse`), then, when
+    /// `subject` names the targets still locked, questions. Each typed passphrase is tried
+    /// on every target still locked, and `key_tries` bounds the questions for all of them
+    /// together. `attempt(i, key)` tries a key on target i. Returns which targets opened;
+    /// their records say with what (`done` is the outcome's word).
     #[allow(clippy::too_many_arguments)]
-    fn find_key(
+    fn try_keys(
         &mut self,
-        files: Vec<(String, Secret)>,
-        reuse_passphrases: bool,
-        prompt: Option<String>,
+        recs: &mut [KeyRecord],
+        files: &[Vec<(String, Secret)>],
+        reuse: bool,
+        subject: Option<Subject>,
         cmd: &Cmdline,
         pid1: bool,
-        rec: &mut KeyRecord,
-        attempt: &mut dyn FnMut(&[u8]) -> Try,
-    ) -> Option<String> {
-        for (label, key) in files {
-            match attempt(&key) {
-                Try::Ok => return Some(label),
-                Try::Wrong => rec.notes.push(format!("{label} is not the key")),
-                Try::Failed(m) => rec.notes.push(format!("with {label}: {m}")),
+        done: &'static str,
+        attempt: &mut dyn FnMut(usize, &[u8]) -> Try,
+    ) -> Vec<bool> {
+        let n = recs.len();
+        let mut open = vec![false; n];
+        // Targets whose key was refused for another reason than a wrong key: not asked again.
+        let mut broken = vec![false; n];
+        let settle = |recs: &mut [KeyRecord], open: &mut [bool], i: usize, source: String| {
+            recs[i].outcome = done;
+            recs[i].source = Some(source);
+            open[i] = true;
+        };
+        for i in 0..n {
+            for (label, key) in &files[i] {
+                match attempt(i, key) {
+                    Try::Ok => {
+                        settle(recs, &mut open, i, label.clone());
+                        break;
+                    }
+                    Try::Wrong => recs[i].notes.push(format!("{label} is not the key")),
+                    Try::Failed(m) => recs[i].notes.push(format!("with {label}: {m}")),
+                }
             }
-        }
-        if reuse_passphrases {
-            for i in 0..self.passphrases.len() {
-                let p = self.passphrases[i].clone();
-                if let Try::Ok = attempt(&p) {
-                    return Some("the passphrase typed earlier in this boot".into());
+            if !open[i] && reuse {
+                for p in &self.passphrases {
+                    if let Try::Ok = attempt(i, p) {
+                        settle(recs, &mut open, i, EARLIER.into());
+                        break;
+                    }
                 }
             }
         }
-        let prompt = prompt?;
+        let Some(subject) = subject else { return open };
         let how = ask::method(pid1);
-        for n in 1..=cmd.key_tries {
-            let p = match ask::ask(&prompt, cmd.key_timeout, pid1) {
+        for asked in 1..=cmd.key_tries {
+            let waiting: Vec<usize> = (0..n).filter(|&i| !open[i] && !broken[i]).collect();
+            if waiting.is_empty() {
+                break;
+            }
+            let what = subject(&waiting);
+            let p = match ask::ask(&format!("zroam: passphrase for {what}"), cmd.key_timeout, pid1) {
                 Ok(p) => p,
                 Err(e) => {
-                    rec.notes.push(e.to_string());
-                    return None;
+                    for &i in &waiting {
+                        recs[i].notes.push(e.to_string());
+                    }
+                    break;
                 }
             };
-            match attempt(&p) {
-                Try::Ok => {
-                    self.passphrases.push(p);
-                    return Some(format!("passphrase ({how})"));
-                }
-                Try::Wrong => {
-                    rec.wrong_keys += 1;
-                    log::warn!("wrong passphrase for {} ({n} of {})", rec.what, cmd.key_tries);
-                }
-                Try::Failed(m) => {
-                    rec.notes.push(m);
-                    return None;
+            let (mut any, mut wrong) = (false, false);
+            for &i in &waiting {
+                match attempt(i, &p) {
+                    Try::Ok => {
+                        settle(recs, &mut open, i, if any { EARLIER.into() } else { format!("passphrase ({how})") });
+                        any = true;
+                    }
+                    Try::Wrong => {
+                        recs[i].wrong_keys += 1;
+                        wrong = true;
+                    }
+                    Try::Failed(m) => {
+                        recs[i].notes.push(m);
+                        broken[i] = true;
+                    }
                 }
             }
+            if any {
+                self.passphrases.push(p);
+            } else if wrong {
+                log::warn!("wrong passphrase for {what} ({asked} of {})", cmd.key_tries);
+            }
         }
-        None
+        open
     }
 
-    /// Open each container: key files first, then passphrases typed earlier, then ask. One
-    /// typed passphrase is tried on every locked container, and `key_tries` bounds the
-    /// questions for all of them together. Returns warnings; containers that stay locked
-    /// are remembered as given up.
+    /// Open each container: key files first, then passphrases typed earlier, then ask (one
+    /// passphrase tried on all). Returns warnings; containers that stay locked are
+    /// remembered as given up.
     pub fn open_containers(&mut self, locked: &[Container], rep: &ProbeReport, cmd: &Cmdline, pid1: bool) -> Vec<String> {
-        let ro = cmd.readonly;
+        let mut notes = Vec::new();
+        let keys = self.cmdline_keys(cmd, rep, |_| true, &mut notes);
+        let files: Vec<Vec<(String, Secret)>> = locked
+            .iter()
+            .map(|c| {
+                let mine = keys.iter().filter(|(u, ..)| u.is_none() || u.as_deref() == Some(c.uuid.as_str()));
+                mine.map(|(_, l, s)| (l.clone(), s.clone())).collect()
+            })
+            .collect();
         let mut recs: Vec<KeyRecord> = locked
             .iter()
             .map(|c| KeyRecord {
@@ -163,84 +211,28 @@ impl Keys {
                 outcome: "given up",
                 source: None,
                 wrong_keys: 0,
-                notes: Vec::new(),
+                notes: notes.clone(),
             })
             .collect();
-        let mut open: Vec<bool> = vec![false; locked.len()];
-        let opened = |i: usize, src: String, recs: &mut Vec<KeyRecord>, open: &mut Vec<bool>| {
-            log::info!("opened {} as /dev/mapper/{} with {src}", recs[i].what, unlock::mapper_name(&locked[i].uuid));
-            recs[i].outcome = "opened";
-            recs[i].source = Some(src);
-            open[i] = true;
-        };
-        // Tries one key on container i: Ok(true) opened, Ok(false) wrong key.
-        let attempt = |i: usize, k: &[u8], recs: &mut Vec<KeyRecord>| match unlock::open(&locked[i], k, ro) {
-            Ok(()) => true,
-            Err(OpenError::WrongKey) => false,
-            Err(OpenError::Other(m)) => {
-                recs[i].notes.push(m);
-                false
-            }
-        };
-        for (i, c) in locked.iter().enumerate() {
-            let mut notes = Vec::new();
-            for (label, key) in self.cmdline_keys(cmd, Some(&c.uuid), rep, &mut notes) {
-                if attempt(i, &key, &mut recs) {
-                    opened(i, label, &mut recs, &mut open);
-                    break;
-                }
-                recs[i].notes.push(format!("{label} is not the key"));
-            }
-            recs[i].notes.extend(notes);
-            if open[i] {
-                continue;
-            }
-            for p in self.passphrases.clone() {
-                if attempt(i, &p, &mut recs) {
-                    opened(i, "the passphrase typed earlier in this boot".into(), &mut recs, &mut open);
-                    break;
-                }
-            }
-        }
-        let how = ask::method(pid1);
-        let mut asks = 0;
-        while asks < cmd.key_tries {
-            let waiting: Vec<usize> = (0..locked.len()).filter(|i| !open[*i]).collect();
-            let Some(&first) = waiting.first() else { break };
-            let c = &locked[first];
+        let subject = |waiting: &[usize]| {
+            let c = &locked[waiting[0]];
             let more = if waiting.len() > 1 { format!(" and {} more LUKS container(s)", waiting.len() - 1) } else { String::new() };
-            let prompt = format!("zroam: passphrase for {} (LUKS{} {}){more}", c.device, c.version, c.uuid);
-            asks += 1;
-            let p = match ask::ask(&prompt, cmd.key_timeout, pid1) {
-                Ok(p) => p,
-                Err(e) => {
-                    for i in &waiting {
-                        recs[*i].notes.push(e.to_string());
-                    }
-                    break;
-                }
-            };
-            let mut any = false;
-            for &i in &waiting {
-                if attempt(i, &p, &mut recs) {
-                    let src = if any { "the passphrase typed earlier in this boot".to_string() } else { format!("passphrase ({how})") };
-                    opened(i, src, &mut recs, &mut open);
-                    any = true;
-                } else {
-                    recs[i].wrong_keys += 1;
-                }
-            }
-            if any {
-                self.passphrases.push(p);
-            } else {
-                log::warn!("wrong passphrase for {}{more} ({asks} of {})", locked[first].device, cmd.key_tries);
-            }
-        }
+            format!("{} (LUKS{} {}){more}", c.device, c.version, c.uuid)
+        };
+        let ro = cmd.readonly;
+        let mut attempt = |i: usize, k: &[u8]| match unlock::open(&locked[i], k, ro) {
+            Ok(()) => Try::Ok,
+            Err(OpenError::WrongKey) => Try::Wrong,
+            Err(OpenError::Other(m)) => Try::Failed(m),
+        };
+        let open = self.try_keys(&mut recs, &files, true, Some(&subject), cmd, pid1, "opened", &mut attempt);
         let mut warnings = Vec::new();
         for (i, c) in locked.iter().enumerate() {
             self.settled.push(c.uuid.clone());
-            if !open[i] {
-                let r = &recs[i];
+            let r = &recs[i];
+            if open[i] {
+                log::info!("opened {} as /dev/mapper/{} with {}", r.what, unlock::mapper_name(&c.uuid), r.source.as_deref().unwrap_or("?"));
+            } else {
                 let why = if r.wrong_keys > 0 {
                     format!("{} wrong passphrase(s)", r.wrong_keys)
                 } else {
@@ -275,13 +267,12 @@ impl Keys {
             if self.loaded.contains(&n.root) {
                 continue;
             }
-            let mut rec = KeyRecord { kind: "zfs", what: n.root.clone(), outcome: "given up", source: None, wrong_keys: 0, notes: Vec::new() };
             let mut notes = Vec::new();
-            let mut files = self.cmdline_keys(cmd, None, rep, &mut notes);
-            rec.notes.extend(notes);
-            let mut prompt = None;
+            let mut files: Vec<(String, Secret)> =
+                self.cmdline_keys(cmd, rep, |u| u.is_none(), &mut notes).into_iter().map(|(_, l, s)| (l, s)).collect();
+            let mut rec = KeyRecord { kind: "zfs", what: n.root.clone(), outcome: "given up", source: None, wrong_keys: 0, notes };
             match &n.source {
-                KeySource::Prompt => prompt = Some(format!("zroam: passphrase for {}", n.root)),
+                KeySource::Prompt => {}
                 KeySource::File(p) => match self.find_file(p, rep) {
                     Ok(f) => files.push(f),
                     Err(e) => rec.notes.push(e),
@@ -289,7 +280,7 @@ impl Keys {
                 KeySource::Unsupported(l) => rec.notes.push(format!("keylocation={l} cannot be read in the ramdisk")),
             }
             let root = n.root.clone();
-            let mut attempt = |k: &[u8]| {
+            let mut attempt = |_: usize, k: &[u8]| {
                 let args: Vec<String> = ["load-key", "-L", "prompt", &root].map(String::from).to_vec();
                 let o = crate::run::run_with("zfs", &args, Some(k), &[], ZFS_BOUND);
                 if o.ok() {
@@ -300,30 +291,25 @@ impl Keys {
                     Try::Failed(format!("zfs load-key {root}: {}", o.said()))
                 }
             };
-            let found = self.find_key(files, n.passphrase, prompt, cmd, pid1, &mut rec, &mut attempt);
-            match found {
-                Some(src) => {
-                    log::info!("loaded the key of {} from {src}", n.root);
-                    rec.outcome = "loaded";
-                    rec.source = Some(src);
-                    self.loaded.push(n.root.clone());
-                    self.records.push(rec);
-                }
-                None => {
-                    let why = if rec.wrong_keys > 0 {
-                        format!("{} wrong passphrase(s)", rec.wrong_keys)
-                    } else {
-                        rec.notes.join("; ")
-                    };
-                    self.records.push(rec);
-                    return Err(Failure {
-                        stage: "keys",
-                        message: format!("cannot load the key of {}: {why}; nothing was mounted", n.root),
-                        hint: "exit the shell to type the passphrase again, or name a key file with zroam.key=PATH[:DEVICE]".into(),
-                        candidates: Vec::new(),
-                    });
-                }
+            let subject = |_: &[usize]| n.root.clone();
+            let ask = (n.source == KeySource::Prompt).then_some(&subject as Subject);
+            let mut recs = [rec];
+            let opened = self.try_keys(&mut recs, &[files], n.passphrase, ask, cmd, pid1, "loaded", &mut attempt);
+            let [rec] = recs;
+            if opened[0] {
+                log::info!("loaded the key of {} from {}", n.root, rec.source.as_deref().unwrap_or("?"));
+                self.loaded.push(n.root.clone());
+                self.records.push(rec);
+                continue;
             }
+            let why = if rec.wrong_keys > 0 { format!("{} wrong passphrase(s)", rec.wrong_keys) } else { rec.notes.join("; ") };
+            self.records.push(rec);
+            return Err(Failure {
+                stage: "keys",
+                message: format!("cannot load the key of {}: {why}; nothing was mounted", n.root),
+                hint: "exit the shell to type the passphrase again, or name a key file with zroam.key=PATH[:DEVICE]".into(),
+                candidates: Vec::new(),
+            });
         }
         Ok(())
     }
@@ -336,13 +322,10 @@ impl Keys {
         let Some(rel) = keyfile::esp_relative(path) else {
             return Err(format!("key file {path} is not in the ramdisk (and not under an ESP mount point)"));
         };
-        let mut last = format!("key file {path}: no ESP found");
-        for node in keyfile::devices_for("esp", rep, &pool_disks(rep)) {
-            match keyfile::read_on(&node, rel, &key_mounts()) {
-                Ok(s) => return Ok((format!("key file {rel} on the ESP {node}"), s)),
-                Err(e) => last = e,
-            }
+        let esps = keyfile::devices_for("esp", rep, &pool_disks(rep));
+        if esps.is_empty() {
+            return Err(format!("key file {path}: no ESP found"));
         }
-        Err(last)
+        keyfile::read_first(&esps, rel, &key_mounts()).map(|(node, s)| (format!("key file {rel} on the ESP {node}"), s))
     }
 }
