@@ -448,7 +448,7 @@ impl Boot {
         let (bootfs, list) = std::thread::scope(|s| {
             let b = s.spawn(|| run::run("zpool", &bootfs_args, ZFS_BOUND));
             let l = run::run("zfs", &list_args, ZFS_BOUND);
-            (b.join().unwrap_or_else(|_| run::Outcome::failed(&bootfs_args, "thread panicked")), l)
+            (b.join().unwrap_or_else(|_| run::Outcome::failed(bootfs_args.clone(), "thread panicked".into())), l)
         });
         if !bootfs.ok() {
             return Err(fail("choose-be", format!("zpool get bootfs {pool}: {}", bootfs.said()), "zroam.shell=1 to look by hand"));

@@ -287,7 +287,8 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
     let t = Instant::now();
     let deadline = t + opts.budget;
     let mut out = EspReport { mode: Some(opts.mode), ..EspReport::default() };
-    if espset::roles(rep, pool_guid, &[], booted).is_empty() {
+    let on_pool_disks = espset::roles(rep, pool_guid, &[], booted);
+    if on_pool_disks.is_empty() {
         // No ESP on the pool's disks: nothing to mount, no modules to load.
         out.ms = t.elapsed().as_millis() as u64;
         return out;
@@ -296,7 +297,7 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
     // The set file: from the primary when the firmware named one, else from any ESP of the pool.
     let mut set = espset::SetFile::default();
     let mut mounted: Option<(Uuid, Mounted)> = None;
-    if let Some(src) = pick(&espset::roles(rep, pool_guid, &[], booted)) {
+    if let Some(src) = pick(&on_pool_disks) {
         match read_set(&src, &opts.mount_base) {
             Ok((s, m)) => {
                 out.warnings.extend(s.warnings.iter().map(|w| format!("{}: {w}", espset::SET_FILE)));

@@ -307,14 +307,10 @@ pub fn decode_label_with(buf: &[u8], index: u8, offset: u64, memo: &mut Option<P
     let verified = match memo.as_ref().filter(|m| m.prefix == covered) {
         Some(m) => finish_embedded(phys, offset + PHYS_OFFSET as u64, m.endian, m.hash.clone()).map(|_| m.config.clone()),
         None => hash_prefix(phys).and_then(|(e, h)| {
-            let r = finish_embedded(phys, offset + PHYS_OFFSET as u64, e, h.clone());
-            if r.is_ok() {
-                let config = nvlist::unpack(&phys[..PHYS_SIZE - ECK_SIZE]).map_err(|e| e.to_string());
-                *memo = Some(PhysMemo { prefix: covered.to_vec(), endian: e, hash: h, config: config.clone() });
-                r.map(|_| config)
-            } else {
-                r.map(|_| Err(String::new()))
-            }
+            finish_embedded(phys, offset + PHYS_OFFSET as u64, e, h.clone())?;
+            let config = nvlist::unpack(&phys[..PHYS_SIZE - ECK_SIZE]).map_err(|e| e.to_string());
+            *memo = Some(PhysMemo { prefix: covered.to_vec(), endian: e, hash: h, config: config.clone() });
+            Ok(config)
         }),
     };
     match verified {

@@ -18,8 +18,8 @@ pub struct Outcome {
 
 impl Outcome {
     /// A helper that could not be run at all.
-    pub fn failed(args: &[String], why: &str) -> Self {
-        Outcome { argv: args.to_vec(), code: None, stdout: String::new(), stderr: why.to_string(), ms: 0, timed_out: false }
+    pub fn failed(argv: Vec<String>, why: String) -> Self {
+        Outcome { argv, code: None, stdout: String::new(), stderr: why, ms: 0, timed_out: false }
     }
     pub fn ok(&self) -> bool {
         self.code == Some(0)
@@ -31,26 +31,32 @@ impl Outcome {
     }
 }
 
-/// A started child whose exit is awaited on its own thread, so the caller can block on it
-/// with a deadline instead of polling.
-pub struct Pending {
+/// A started child awaited on its own thread, so the caller blocks on it with a deadline
+/// instead of polling. `T` is what the wait yields: the exit status, or the whole output.
+pub struct Pending<T = std::process::ExitStatus> {
     pid: u32,
-    rx: mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
+    rx: mpsc::Receiver<std::io::Result<T>>,
 }
 
 impl Pending {
-    pub fn new(mut child: std::process::Child) -> Self {
+    pub fn new(child: std::process::Child) -> Self {
+        Pending::watch(child, |mut c| c.wait())
+    }
+}
+
+impl<T: Send + 'static> Pending<T> {
+    fn watch(child: std::process::Child, finish: impl FnOnce(std::process::Child) -> std::io::Result<T> + Send + 'static) -> Self {
         let pid = child.id();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
+            let _ = tx.send(finish(child));
         });
         Pending { pid, rx }
     }
 
-    /// The exit status once the child has exited, or None at the deadline (the child is
-    /// then killed).
-    pub fn wait_until(self, deadline: Instant) -> Option<std::io::Result<std::process::ExitStatus>> {
+    /// What the wait yielded once the child has exited, or None at the deadline (the child
+    /// is then killed).
+    pub fn wait_until(self, deadline: Instant) -> Option<std::io::Result<T>> {
         match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(r) => Some(r),
             Err(_) => {
@@ -81,8 +87,9 @@ pub fn run_with(prog: &str, args: &[String], input: Option<&[u8]>, env: &[(&str,
     let exe = crate::modules::find_tool(prog).unwrap_or_else(|| prog.into());
     let child = Command::new(&exe)
         .args(args)
-        // zroam has already seen every device node it names; without this, libzfs waits
-        // for udev to settle each device's links (seconds per device where udev is absent).
+        // zroam names device nodes it has just read: libzfs need not wait for udev to
+        // settle their links. (Its per-device readiness poll is another wait, answered by
+        // `udevdb`; this variable does not shorten that one.)
         .env("ZPOOL_IMPORT_UDEV_TIMEOUT_MS", "0")
         .envs(env.iter().copied())
         .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -99,24 +106,10 @@ pub fn run_with(prog: &str, args: &[String], input: Option<&[u8]>, env: &[(&str,
         c
     }) {
         Ok(c) => c,
-        Err(e) => {
-            return Outcome {
-                argv,
-                code: None,
-                stdout: String::new(),
-                stderr: format!("cannot run {}: {e}", exe.display()),
-                ms: 0,
-                timed_out: false,
-            }
-        }
+        Err(e) => return Outcome::failed(argv, format!("cannot run {}: {e}", exe.display())),
     };
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(o)) => Outcome {
+    match Pending::watch(child, |c| c.wait_with_output()).wait_until(t + timeout) {
+        Some(Ok(o)) => Outcome {
             argv,
             code: o.status.code(),
             stdout: text(&o.stdout),
@@ -124,7 +117,7 @@ pub fn run_with(prog: &str, args: &[String], input: Option<&[u8]>, env: &[(&str,
             ms: t.elapsed().as_millis() as u64,
             timed_out: false,
         },
-        Ok(Err(e)) => Outcome {
+        Some(Err(e)) => Outcome {
             argv,
             code: None,
             stdout: String::new(),
@@ -132,16 +125,13 @@ pub fn run_with(prog: &str, args: &[String], input: Option<&[u8]>, env: &[(&str,
             ms: t.elapsed().as_millis() as u64,
             timed_out: false,
         },
-        Err(_) => {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
-            Outcome {
-                argv,
-                code: None,
-                stdout: String::new(),
-                stderr: format!("no answer within {} s; killed", timeout.as_secs()),
-                ms: t.elapsed().as_millis() as u64,
-                timed_out: true,
-            }
-        }
+        None => Outcome {
+            argv,
+            code: None,
+            stdout: String::new(),
+            stderr: format!("no answer within {} s; killed", timeout.as_secs()),
+            ms: t.elapsed().as_millis() as u64,
+            timed_out: true,
+        },
     }
 }

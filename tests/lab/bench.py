@@ -65,9 +65,7 @@ def lab_for(binary, path):
     if how is None:
         return bl.Lab(binary)
     img = bl.sh("bash", os.path.join(bl.HERE, "gen-images.sh"), binary, *how).strip()
-    # initramfs-tools' panic() reboots when panic= is set instead of opening its shell.
-    base = bl.BASE_ARGS.replace(" panic=-1", "") if how[0] == "initramfs-tools" else bl.BASE_ARGS
-    return bl.Lab(binary, initrd=img, base=base)
+    return bl.Lab(binary, initrd=img, base=bl.base_args(how[0]))
 
 
 def one_boot(lab, path, scenario, run):

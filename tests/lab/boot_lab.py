@@ -111,6 +111,12 @@ class Vm:
 BASE_ARGS = "console=ttyS0 panic=-1 loglevel=4"
 
 
+def base_args(generator):
+    """The base command line for a generator's image: initramfs-tools' panic() reboots when
+    panic= is set, instead of opening its shell, so its images boot without it."""
+    return BASE_ARGS.replace(" panic=-1", "") if generator.startswith("initramfs-tools") else BASE_ARGS
+
+
 def qemu_args(initrd, disks, append, work, monitor=None, usb_bus=False, locking=True, base=BASE_ARGS):
     a = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "1024",
          "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-kernel", KERNEL, "-initrd", initrd,

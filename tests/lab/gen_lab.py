@@ -48,10 +48,7 @@ def run_case(binary, case):
     except Exception as x:
         bl.log(f"{case}: cannot build the image: {x}")
         return [(case, "image", "FAIL", "-", "0", str(x))]
-    # initramfs-tools' panic() reboots when panic= is on the command line, instead of opening
-    # its shell: those images boot without it.
-    base = bl.BASE_ARGS.replace(" panic=-1", "") if case.startswith("initramfs-tools") else bl.BASE_ARGS
-    lab = bl.Lab(binary, initrd=initrd, outcome="mounted", base=base)
+    lab = bl.Lab(binary, initrd=initrd, outcome="mounted", base=bl.base_args(case))
     rows = []
     if missing:
         rows.append((case, "build API calls", "FAIL", "-", "0", "not called: " + ", ".join(missing)))
