@@ -1,43 +1,22 @@
 //! zroam: find a ZFS root pool wherever its disks are, and boot it.
 //!
-//! Pure parsing and deciding live in their own modules (nvlist, label, gpt, fat, mdraid,
-//! luks, vdev, assemble, cmdline, efi, choose, be, import, uevent::parse); the executors
-//! that touch devices and processes are `probe`, `boot`, `setup`, `pivot`, `emergency`, `run`.
+//! Folders by concern (docs/design.md has the whole picture):
+//! - `ondisk`: pure readers of what a disk carries (GPT, FAT, LUKS, md, ZFS labels).
+//! - `probe`: read every block device with a bound, group labels into pools.
+//! - `decide`: pure decisions: the command line, which pool, which BE, the import.
+//! - `keys`: LUKS containers and ZFS encryption keys: who asks, where keys come from.
+//! - `esp`: keeping the EFI system partitions of a mirrored root alike.
+//! - `boot`: the stage sequence that applies the decisions, and PID 1's setup and pivot.
+//! - `sys`: thin wrappers over the kernel and helpers (processes, modules, uevents, efivars).
+//! - `report`: the typed record of one boot; depends on the others, nothing depends on it.
+//! - `cli`: one file per subcommand.
 
-pub mod ask;
-pub mod assemble;
-pub mod be;
-pub mod blockdev;
 pub mod boot;
-pub mod choose;
-pub mod cmdline;
-pub mod console;
-pub mod efi;
-pub mod emergency;
-pub mod espset;
-pub mod espsync;
-pub mod esptree;
-pub mod fat;
-pub mod gpt;
-pub mod hostid;
-pub mod import;
-pub mod keyfile;
+pub mod cli;
+pub mod decide;
+pub mod esp;
 pub mod keys;
-pub mod label;
-pub mod luks;
-pub mod mdraid;
-pub mod modules;
-pub mod nvlist;
-pub mod pivot;
+pub mod ondisk;
 pub mod probe;
 pub mod report;
-pub mod run;
-pub mod setup;
-pub mod sysfs;
-pub mod table;
-pub mod udevdb;
-pub mod uevent;
-pub mod unlock;
-pub mod vdev;
-pub mod zfskey;
-pub mod zfsparam;
+pub mod sys;

@@ -53,18 +53,40 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn status_names_each_key_and_where_it_came_from() {
-    let rep = std::env::temp_dir().join(format!("zroam-status-{}.json", std::process::id()));
-    fs::write(
-        &rep,
-        r#"{"outcome":"booted","keys":[
-            {"kind":"luks","what":"/dev/vda2 (LUKS2 u1)","outcome":"opened","source":"passphrase (console)","wrong_keys":1},
-            {"kind":"zfs","what":"rpool/ROOT/debian","outcome":"given up","wrong_keys":3}],"stages":[]}"#,
-    )
-    .unwrap();
-    let out = zroam().args(["status", "--report"]).arg(&rep).output().unwrap();
-    fs::remove_file(&rep).unwrap();
-    assert!(out.status.success());
+    use zroam::boot::record::Outcome;
+    use zroam::keys::{KeyKind, KeyOutcome, KeyRecord};
+    use zroam::report::{Mode, Report};
+    let path = std::env::temp_dir().join(format!("zroam-status-{}.json", std::process::id()));
+    let mut r = Report::new(Mode::Init);
+    r.boot.outcome = Outcome::Booted;
+    let key = |kind, what: &str, outcome, source: Option<&str>, wrong_keys| KeyRecord {
+        kind,
+        what: what.into(),
+        outcome,
+        source: source.map(str::to_string),
+        wrong_keys,
+        notes: Vec::new(),
+    };
+    r.boot.keys = vec![
+        key(KeyKind::Luks, "/dev/vda2 (LUKS2 u1)", KeyOutcome::Opened, Some("passphrase (console)"), 1),
+        key(KeyKind::Zfs, "rpool/ROOT/debian", KeyOutcome::GivenUp, None, 3),
+    ];
+    r.write(&path).unwrap();
+    let out = zroam().args(["status", "--report"]).arg(&path).output().unwrap();
+    fs::remove_file(&path).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("outcome:  booted"), "{text}");
     assert!(text.contains("key:      luks /dev/vda2 (LUKS2 u1): opened with passphrase (console) (1 wrong)"), "{text}");
     assert!(text.contains("key:      zfs rpool/ROOT/debian: given up (3 wrong)"), "{text}");
+}
+
+#[test]
+fn status_refuses_what_is_not_a_report() {
+    let path = std::env::temp_dir().join(format!("zroam-status-bad-{}.json", std::process::id()));
+    fs::write(&path, r#"{"outcome":"booted","stages":[]}"#).unwrap();
+    let out = zroam().args(["status", "--report"]).arg(&path).output().unwrap();
+    fs::remove_file(&path).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a report"));
 }

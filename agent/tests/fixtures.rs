@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use zroam::assemble::{assemble, Found, Health};
-use zroam::blockdev::RegionSource;
-use zroam::label::{read_labels, CopyState, DeviceLabels};
-use zroam::nvlist::zdb_dump;
-use zroam::vdev::{LabelInfo, PoolState};
+use zroam::ondisk::blockdev::RegionSource;
+use zroam::ondisk::label::{read_labels, CopyState, DeviceLabels};
+use zroam::ondisk::nvlist::zdb_dump;
+use zroam::ondisk::vdev::{LabelInfo, PoolState};
+use zroam::probe::assemble::{assemble, Found, Health};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/labels")
@@ -20,9 +20,7 @@ fn root() -> PathBuf {
 
 fn gunzip(p: &Path) -> Vec<u8> {
     let mut v = Vec::new();
-    GzDecoder::new(fs::File::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .read_to_end(&mut v)
-        .unwrap();
+    GzDecoder::new(fs::File::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).read_to_end(&mut v).unwrap();
     v
 }
 
@@ -83,8 +81,7 @@ fn zdb_blocks(text: &str) -> BTreeMap<u8, Option<String>> {
             out.insert(i, (!failed).then(|| config.clone()));
         }
     };
-    let mut lines = text.lines().peekable();
-    while let Some(l) = lines.next() {
+    for l in text.lines() {
         if l.starts_with("----") {
             continue;
         }
@@ -130,11 +127,7 @@ fn best_uberblock_matches_zdb() {
         let labels = labels_of(&d);
         let text = fs::read_to_string(d.dir.join("zdb-lu.txt")).unwrap();
         // zdb -lu prints "txg = N" for every valid uberblock it found.
-        let best = text
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("txg = "))
-            .filter_map(|n| n.trim().parse::<u64>().ok())
-            .max();
+        let best = text.lines().filter_map(|l| l.trim().strip_prefix("txg = ")).filter_map(|n| n.trim().parse::<u64>().ok()).max();
         assert_eq!(labels.uberblock.as_ref().map(|u| u.txg), best, "{}", d.dir.display());
     }
 }
@@ -173,8 +166,11 @@ fn scenarios_assemble_as_built() {
     }
 }
 
-/// sgdisk's view of a disk: disk GUID, then per partition (type, unique GUID, first, last, name).
-fn sgdisk_view(text: &str) -> (String, Vec<(String, String, u64, u64, String)>) {
+/// One partition as sgdisk shows it: type, unique GUID, first and last sector, name.
+type SgdiskPart = (String, String, u64, u64, String);
+
+/// sgdisk's view of a disk: disk GUID, then its partitions.
+fn sgdisk_view(text: &str) -> (String, Vec<SgdiskPart>) {
     let field = |l: &str, k: &str| l.strip_prefix(k).map(|v| v.trim().to_string());
     let disk = text.lines().find_map(|l| field(l, "Disk identifier (GUID):")).unwrap();
     let mut parts = Vec::new();
@@ -203,26 +199,28 @@ fn gpt_and_esp_match_sgdisk_and_blkid() {
         let tail = gunzip(&d.dir.join("gpt-tail.bin.gz"));
         let (disk_guid, parts) = sgdisk_view(&fs::read_to_string(d.dir.join("sgdisk.txt")).unwrap());
         let mut src = RegionSource { size, regions: vec![(0, head), (size - tail.len() as u64, tail)] };
-        let g = zroam::gpt::read(&src, 512).unwrap();
+        let g = zroam::ondisk::gpt::read(&src, 512).unwrap();
         assert!(!g.from_backup);
         assert_eq!(g.disk_guid.to_string().to_uppercase(), disk_guid, "{}", d.dir.display());
         let ours: Vec<_> = g
             .partitions
             .iter()
-            .map(|p| (p.type_guid.to_string().to_uppercase(), p.partuuid.to_string().to_uppercase(), p.first_lba, p.last_lba, p.name.clone()))
+            .map(|p| {
+                (p.type_guid.to_string().to_uppercase(), p.partuuid.to_string().to_uppercase(), p.first_lba, p.last_lba, p.name.clone())
+            })
             .collect();
         assert_eq!(ours, parts, "{}", d.dir.display());
-        assert_eq!(g.partitions[0].kind, zroam::gpt::PartKind::Esp);
-        assert_eq!(g.partitions[1].kind, zroam::gpt::PartKind::Zfs);
+        assert_eq!(g.partitions[0].kind, zroam::ondisk::gpt::PartKind::Esp);
+        assert_eq!(g.partitions[1].kind, zroam::ondisk::gpt::PartKind::Zfs);
         // With the primary header destroyed, the backup at the end gives the same table.
         src.regions[0].1[512..520].fill(0);
-        let b = zroam::gpt::read(&src, 512).unwrap();
+        let b = zroam::ondisk::gpt::read(&src, 512).unwrap();
         assert!(b.from_backup);
         assert_eq!(b.partitions, g.partitions);
 
         let blkid = fs::read_to_string(d.dir.join("esp-blkid.txt")).unwrap();
         let uuid = blkid.lines().find_map(|l| l.strip_prefix("UUID=")).expect("blkid saw the ESP");
-        let fat = zroam::fat::parse(&gunzip(&d.dir.join("esp-boot.bin.gz"))).expect("FAT boot sector");
+        let fat = zroam::ondisk::fat::parse(&gunzip(&d.dir.join("esp-boot.bin.gz"))).expect("FAT boot sector");
         assert_eq!((fat.kind.as_str(), fat.serial.as_str(), fat.label.as_str()), ("FAT32", uuid, "EFI"));
     }
 }

@@ -2,7 +2,7 @@
 //! CRCs are recomputed so the fuzzer gets past them to the field checks and entry parsing.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use zroam::blockdev::RegionSource;
+use zroam::ondisk::blockdev::RegionSource;
 
 fn fix_crcs(d: &mut [u8], ss: usize) {
     if d.len() < ss + 92 {
@@ -35,9 +35,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let size = (d.len() as u64).max(64 * 1024) + u64::from(mode) * 4096;
     let src = RegionSource { size, regions: vec![(0, d)] };
-    if let Ok(g) = zroam::gpt::read(&src, ss) {
+    if let Ok(g) = zroam::ondisk::gpt::read(&src, ss) {
         for p in &g.partitions {
-            let _ = zroam::gpt::kind_of(&p.type_guid);
+            let _ = zroam::ondisk::gpt::kind_of(&p.type_guid);
         }
     }
 });

@@ -3,8 +3,8 @@
 //! fuzzer reaches the nvlist, ring and choice logic behind the checksum wall.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use zroam::blockdev::RegionSource;
-use zroam::label::{self, Endian, LABEL_SIZE, PHYS_OFFSET, PHYS_SIZE, RING_OFFSET};
+use zroam::ondisk::blockdev::RegionSource;
+use zroam::ondisk::label::{self, Endian, LABEL_SIZE, PHYS_OFFSET, PHYS_SIZE, RING_OFFSET};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(l) = label::read_labels(&src) {
         let _ = l.damaged();
         if let Some(c) = l.config() {
-            let _ = zroam::vdev::LabelInfo::from_config(c);
+            let _ = zroam::ondisk::vdev::LabelInfo::from_config(c);
         }
     }
 });

@@ -3,12 +3,12 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(l) = zroam::nvlist::unpack(data) {
+    if let Ok(l) = zroam::ondisk::nvlist::unpack(data) {
         // Everything downstream of a decoded label must cope with any decoded shape.
-        let _ = zroam::nvlist::zdb_dump(&l, 4);
-        if let Some(info) = zroam::vdev::LabelInfo::from_config(&l) {
-            let found = zroam::assemble::Found { device: "/dev/fuzz".into(), info, uberblock: None };
-            let _ = zroam::assemble::assemble(&[found.clone(), found]);
+        let _ = zroam::ondisk::nvlist::zdb_dump(&l, 4);
+        if let Some(info) = zroam::ondisk::vdev::LabelInfo::from_config(&l) {
+            let found = zroam::probe::assemble::Found { device: "/dev/fuzz".into(), info, uberblock: None };
+            let _ = zroam::probe::assemble::assemble(&[found.clone(), found]);
         }
     }
 });

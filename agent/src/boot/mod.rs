@@ -1,0 +1,232 @@
+//! The effectful shell of the boot: the stage sequence from probe to pivot. Every decision
+//! is made by the pure modules (`decide::plan`, `decide::be`, `keys::zfskey`); these files
+//! only apply them and record what happened (`record::Record`).
+//!
+//! - `mod.rs`: the sequence and the stage timer.
+//! - `wait`: probe on every new block device until the planned pool is ready.
+//! - `zfs`: zfs.ko, `zpool import`, the BE's datasets, keys, the one-shot next boot.
+//! - `mount`: the BE and its children at the sysroot.
+//! - `setup`, `pivot`, `emergency`: PID 1's pseudo-filesystems, switch_root, the shell.
+
+pub mod emergency;
+pub mod failure;
+mod mount;
+pub mod pivot;
+pub mod record;
+pub mod setup;
+pub mod stage;
+mod wait;
+mod zfs;
+
+use crate::decide::choose::{Choice, HostidAction};
+use crate::decide::cmdline::{Cmdline, EspMode};
+use crate::decide::plan::System;
+use crate::esp;
+use crate::keys::Keys;
+use crate::sys::efi::{self, BootedEsp};
+use crate::sys::uevent::Listener;
+use crate::sys::{hostid, run, usage};
+use failure::{fail, Failure};
+use record::{Hostid, Outcome, Record, Timing};
+use stage::Stage;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Instant;
+
+pub struct Options {
+    pub cmdline: Cmdline,
+    pub sysroot: PathBuf,
+    pub switch: bool,
+    /// Load hardware modules ourselves (PID 1 of our own ramdisk; a generator has udev).
+    pub load_hw_modules: bool,
+    pub sys: PathBuf,
+}
+
+impl Options {
+    pub fn new(cmdline: Cmdline, sysroot: PathBuf, switch: bool, pid1: bool) -> Self {
+        Options { cmdline, sysroot, switch, load_hw_modules: pid1, sys: PathBuf::from("/sys") }
+    }
+}
+
+/// Where the record goes each time it is worth keeping (a failure, the end): the report
+/// writer, given by the caller so that the boot does not depend on the report.
+pub type Sink = Box<dyn FnMut(&Record)>;
+
+pub struct Boot {
+    t0: Instant,
+    pub record: Record,
+    opts: Options,
+    sink: Sink,
+    children: Vec<Child>,
+    /// When device discovery last went quiet: the storage-module loads we started finished,
+    /// or udev's event queue drained (in a generator's image). Devices follow soon after.
+    discovery_idle_since: Option<Instant>,
+    discovery_was_busy: bool,
+    zfs_modprobe: Option<run::Pending>,
+    /// Passphrases typed, containers opened or given up on, keys loaded, this boot.
+    keys: Keys,
+}
+
+impl Boot {
+    pub fn new(opts: Options, sink: Sink) -> Self {
+        let record = Record { cmdline: Some(opts.cmdline.clone()), ..Record::default() };
+        Boot {
+            t0: Instant::now(),
+            record,
+            opts,
+            sink,
+            children: Vec::new(),
+            discovery_idle_since: None,
+            discovery_was_busy: false,
+            zfs_modprobe: None,
+            keys: Keys::default(),
+        }
+    }
+
+    fn ms(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
+    }
+
+    fn stage<T>(&mut self, name: Stage, f: impl FnOnce(&mut Self) -> T) -> T {
+        let (start, cpu) = (self.ms(), usage::own_cpu_ms());
+        let r = f(self);
+        let ms = self.ms() - start;
+        self.record.stages.push(Timing { name, start_ms: start, ms, cpu_ms: usage::own_cpu_ms() - cpu });
+        r
+    }
+
+    fn warn(&mut self, w: String) {
+        log::warn!("{w}");
+        self.record.warnings.push(w);
+    }
+
+    fn keep_record(&mut self) {
+        (self.sink)(&self.record);
+    }
+
+    /// The stages up to mount (and pivot with `switch`). On failure the record is kept and
+    /// the failure returned for the caller to show.
+    pub fn run(&mut self) -> Result<(), Failure> {
+        let r = self.run_inner();
+        if let Err(f) = &r {
+            self.record.outcome = Outcome::Failed;
+            self.record.failure = Some(f.clone());
+            self.keep_record();
+        }
+        r
+    }
+
+    fn run_inner(&mut self) -> Result<(), Failure> {
+        for w in self.opts.cmdline.warnings.clone() {
+            self.warn(w);
+        }
+        if let Some(r) = self.opts.cmdline.foreign_root.clone() {
+            self.warn(format!("root={r} is not a ZFS root; looking for a ZFS pool anyway"));
+        }
+        // Listen before the first probe so no device slips between the two.
+        let listener = match Listener::open() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                self.warn(format!("no uevent socket ({e}); looking again every 250 ms instead"));
+                None
+            }
+        };
+        self.stage(Stage::Modules, |b| b.load_modules());
+        let booted = efi::booted_esp(&self.opts.sys.join("firmware/efi/efivars"));
+        if let Some(b) = &booted {
+            log::info!("firmware booted the ESP with PARTUUID {} ({})", b.partuuid, b.source);
+        }
+        self.record.booted_esp = booted.clone();
+        let system = System { hostid: hostid::current(Path::new("/")), booted };
+
+        let (plan, rep) = self.stage(Stage::Wait, |b| b.wait_for_pool(listener.as_ref(), &system))?;
+        let Choice::Chosen { guid, name, reason, .. } = &plan.pool else { unreachable!("wait returns a chosen pool") };
+        let (guid, name) = (*guid, name.clone());
+        log::info!("pool {name} (guid {guid}): {reason}");
+        let pool = rep.pools.iter().find(|p| p.guid == guid).cloned().expect("chosen from these pools");
+        self.record.pool = Some(plan.pool.clone());
+        self.record.probe = Some(rep);
+
+        let action = plan.hostid_action.clone().expect("a chosen pool has a hostid action");
+        self.record.hostid = Some(Hostid {
+            system: system.hostid.map(|h| format!("{h:08x}")),
+            label: pool.hostid.map(|h| format!("{h:08x}")),
+            action: action.clone(),
+        });
+        if let HostidAction::Refuse { why, hint } = &action {
+            return Err(fail(Stage::Hostid, why.clone(), hint.clone()));
+        }
+        let import = plan.import.expect("a pool whose hostid does not refuse has an import");
+
+        self.stage(Stage::ZfsModule, |b| b.wait_zfs_module())?;
+        if let HostidAction::Adopt { hostid: h } = action {
+            let had = system.hostid.map_or("none".to_string(), |m| format!("{m:08x}"));
+            log::info!("adopting hostid {h:08x} from {name}'s label (this system had {had})");
+            hostid::adopt(h).map_err(|e| fail(Stage::Hostid, format!("cannot adopt hostid {h:08x}: {e}"), "zroam.force=1"))?;
+        }
+        self.stage(Stage::Import, |b| b.import(&import))?;
+        let (be, ds, bootfs) = self.stage(Stage::ChooseBe, |b| b.choose_be(&name))?;
+        if !crate::keys::zfskey::needed(&be, &ds).is_empty() {
+            self.stage(Stage::Keys, |b| b.load_zfs_keys(&be, &ds))?;
+        }
+        let be = self.consume_nextboot(&name, be, ds, &bootfs)?;
+        self.stage(Stage::Mount, |b| b.mount_all(&be))?;
+        self.record.be = Some(be);
+        if self.opts.cmdline.esp != EspMode::Off {
+            let booted = system.booted.clone();
+            self.stage(Stage::Esp, |b| b.esp_stage(guid, booted.as_ref()));
+        }
+
+        if !self.opts.switch {
+            self.record.outcome = Outcome::Mounted;
+            self.keep_record();
+            return Ok(());
+        }
+        if self.opts.cmdline.shell {
+            self.keep_record();
+            emergency::shell("zroam.shell=1: the root is mounted at /sysroot; exit the shell to boot it");
+        }
+        let init = self.opts.cmdline.init.clone().unwrap_or_else(|| {
+            ["/sbin/init", "/lib/systemd/systemd", "/etc/init", "/bin/init"]
+                .into_iter()
+                .find(|i| pivot::resolve_in(&self.opts.sysroot, i).is_some())
+                .unwrap_or("/sbin/init")
+                .to_string()
+        });
+        self.record.init = Some(init.clone());
+        self.record.outcome = Outcome::Booted;
+        let start = self.ms();
+        self.record.stages.push(Timing { name: Stage::Pivot, start_ms: start, ms: 0, cpu_ms: 0.0 });
+        self.keep_record();
+        log::info!("switching root to {} and running {init} ({} ms after start)", self.opts.sysroot.display(), start);
+        let e = pivot::switch_root(&self.opts.sysroot, &init).unwrap_err();
+        Err(fail(Stage::Pivot, e.to_string(), "init=PATH names another init"))
+    }
+
+    /// The ESP stage, never fatal: its problems become warnings in the record.
+    fn esp_stage(&mut self, guid: u64, booted: Option<&BootedEsp>) {
+        let cmd = &self.opts.cmdline;
+        let opts = esp::sync::Options {
+            mode: if cmd.esp == EspMode::Check { esp::sync::Mode::Check } else { esp::sync::Mode::Sync },
+            dry_run: false,
+            budget: cmd.esp_budget,
+            mount_base: PathBuf::from("/run/zroam/esp"),
+        };
+        let Some(rep) = self.record.probe.as_ref() else { return };
+        let r = esp::sync::run(rep, guid, booted.map(|b| b.partuuid), &opts);
+        match r.primary {
+            Some(p) => log::info!("ESPs: primary {p}; {} in the set", r.esps.len()),
+            None => log::info!("ESPs: no primary known (no firmware record of the booted ESP): checking only"),
+        }
+        for e in &r.esps {
+            if !e.copied.is_empty() || !e.deleted.is_empty() {
+                let id = e.esp.as_ref().map(|x| x.partuuid.to_string()).unwrap_or_default();
+                log::info!("ESP {id}: {} copied, {} deleted ({} bytes)", e.copied.len(), e.deleted.len(), e.bytes);
+            }
+        }
+        for w in r.warnings.clone() {
+            self.warn(w);
+        }
+        self.record.esp = Some(r);
+    }
+}

@@ -1,0 +1,101 @@
+//! What one boot did, as it goes: every decision with its reason, each stage's time. The
+//! report (`crate::report`) wraps it with the log and resource figures and writes it.
+
+use crate::boot::failure::Failure;
+use crate::boot::stage::Stage;
+use crate::decide::be::{BePlan, Mount};
+use crate::decide::choose::{Choice, HostidAction};
+use crate::decide::cmdline::Cmdline;
+use crate::esp::sync::EspReport;
+use crate::keys::KeyRecord;
+use crate::probe::ProbeReport;
+use crate::sys::efi::BootedEsp;
+use crate::sys::run::Outcome as HelperOutcome;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Timing {
+    pub name: Stage,
+    /// Milliseconds since zroam started.
+    pub start_ms: u64,
+    pub ms: u64,
+    /// zroam's own CPU time (user + system, all threads) spent in the stage.
+    pub cpu_ms: f64,
+}
+
+/// One probe pass while waiting for the pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pass {
+    pub t_ms: u64,
+    pub ms: f64,
+    pub cpu_ms: f64,
+    pub devices: usize,
+    pub reused: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceEvent {
+    pub t_ms: u64,
+    pub action: String,
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportRecord {
+    pub start_ms: u64,
+    #[serde(flatten)]
+    pub outcome: HelperOutcome,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hostid {
+    pub system: Option<String>,
+    pub label: Option<String>,
+    #[serde(flatten)]
+    pub action: HostidAction,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountRecord {
+    #[serde(flatten)]
+    pub mount: Mount,
+    pub path: String,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    #[default]
+    Running,
+    /// Switched root into the BE's init.
+    Booted,
+    /// `--no-switch`: the BE is mounted; the generator switches root.
+    Mounted,
+    Failed,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Record {
+    pub cmdline: Option<Cmdline>,
+    pub stages: Vec<Timing>,
+    /// Each probe pass while waiting for the pool: when, how long, zroam's CPU for it.
+    pub probe_passes: Vec<Pass>,
+    pub events: Vec<DeviceEvent>,
+    pub modules: Vec<String>,
+    pub booted_esp: Option<BootedEsp>,
+    pub probe: Option<ProbeReport>,
+    pub pool: Option<Choice>,
+    pub hostid: Option<Hostid>,
+    pub import: Option<ImportRecord>,
+    pub be: Option<BePlan>,
+    /// LUKS containers opened and ZFS keys loaded (where each key came from, never the key).
+    pub keys: Vec<KeyRecord>,
+    pub mounts: Vec<MountRecord>,
+    /// Each ESP's role and what was copied, deleted or kept.
+    pub esp: Option<EspReport>,
+    pub init: Option<String>,
+    pub outcome: Outcome,
+    pub failure: Option<Failure>,
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,78 @@
+//! Stage 1 (PID 1 only): the pseudo-filesystems a ramdisk needs, without failing on those
+//! already mounted (a kernel with devtmpfs.mount=1, or a generator that did it first).
+
+use nix::mount::{mount, MsFlags};
+use std::path::Path;
+
+const PSEUDO: &[(&str, &str, &str, &str)] = &[
+    ("proc", "/proc", "proc", ""),
+    ("sysfs", "/sys", "sysfs", ""),
+    ("devtmpfs", "/dev", "devtmpfs", "mode=0755"),
+    ("tmpfs", "/run", "tmpfs", "mode=0755"),
+];
+
+fn mounted(target: &str) -> bool {
+    // /proc may not exist yet; then nothing is mounted.
+    std::fs::read_to_string("/proc/self/mounts").map(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some(target))).unwrap_or(false)
+}
+
+/// Mount what is missing; returns warnings.
+pub fn pseudo_filesystems() -> Vec<String> {
+    let mut warn = Vec::new();
+    for (src, target, fs, data) in PSEUDO {
+        if mounted(target) {
+            continue;
+        }
+        let _ = std::fs::create_dir_all(target);
+        let flags = MsFlags::MS_NOSUID | if *fs == "devtmpfs" { MsFlags::empty() } else { MsFlags::MS_NODEV };
+        if let Err(e) = mount(Some(*src), *target, Some(*fs), flags, Some(*data)) {
+            if e != nix::errno::Errno::EBUSY {
+                warn.push(format!("mount {fs} on {target}: {e}"));
+            }
+        }
+    }
+    kernel_modprobe();
+    let efi = "/sys/firmware/efi/efivars";
+    if Path::new(efi).is_dir() && !mounted(efi) {
+        let m = || mount(Some("efivarfs"), efi, Some("efivarfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, None::<&str>);
+        let mut r = m();
+        if r == Err(nix::errno::Errno::ENODEV) {
+            // efivarfs is a module in distribution kernels (Debian's among them).
+            let _ = crate::sys::run::run("modprobe", &["-q".to_string(), "efivarfs".to_string()], std::time::Duration::from_secs(10));
+            r = m();
+        }
+        if let Err(e) = r {
+            warn.push(format!("mount efivarfs: {e} (the booted ESP will be unknown)"));
+        }
+    }
+    warn
+}
+
+/// The kernel loads modules on demand (ciphers for dm-crypt, for one) by running the
+/// program named in /proc/sys/kernel/modprobe, /sbin/modprobe by default: point it at the
+/// ramdisk's modprobe when that is elsewhere.
+fn kernel_modprobe() {
+    let knob = "/proc/sys/kernel/modprobe";
+    let Ok(cur) = std::fs::read_to_string(knob) else { return };
+    if Path::new(cur.trim()).exists() {
+        return;
+    }
+    if let Some(mp) = crate::sys::modules::find_tool("modprobe") {
+        let _ = std::fs::write(knob, mp.as_os_str().as_encoded_bytes());
+    }
+}
+
+/// Make fds 0-2 the console when the kernel could not (no /dev/console in the ramdisk).
+pub fn console_stdio() {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl and dup2 on plain descriptor numbers.
+    if unsafe { libc::fcntl(2, libc::F_GETFD) } >= 0 {
+        return;
+    }
+    if let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/console") {
+        for fd in 0..3 {
+            unsafe { libc::dup2(f.as_raw_fd(), fd) };
+        }
+        std::mem::forget(f);
+    }
+}

@@ -1,0 +1,187 @@
+//! Waiting for the pool: probe, plan, and sleep until a block device appears, a grace
+//! ends, or the bound. Module loads for hardware that shows up late start from here too.
+
+use super::failure::{fail, Failure};
+use super::record::{DeviceEvent, Pass};
+use super::stage::Stage;
+use super::Boot;
+use crate::decide::choose::{Choice, Readiness};
+use crate::decide::plan::{self, Plan, System};
+use crate::probe::{self, ProbeReport};
+use crate::sys::uevent::{Listener, Uevent};
+use crate::sys::{modules, run, usage};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// After one uevent, how long to gather its companions (a disk's partitions) into one batch.
+const SETTLE: Duration = Duration::from_millis(30);
+/// How often to look whether module loads have finished (their exit raises no uevent).
+const MODULE_POLL: Duration = Duration::from_millis(50);
+/// Present while systemd-udevd has events queued (it is what `udevadm settle` waits on).
+const UDEV_QUEUE: &str = "/run/udev/queue";
+
+impl Boot {
+    pub(super) fn load_modules(&mut self) {
+        if !modules::zfs_loaded() {
+            match modules::spawn_modprobe(&["zfs".to_string()]) {
+                Ok(c) => self.zfs_modprobe = Some(run::Pending::new(c)),
+                Err(e) => self.warn(format!("cannot load zfs: {e}")),
+            }
+        }
+        if self.opts.load_hw_modules {
+            let aliases = modules::present_aliases(&self.opts.sys);
+            self.spawn_aliases(aliases);
+        }
+    }
+
+    fn spawn_aliases(&mut self, aliases: Vec<String>) {
+        if aliases.is_empty() {
+            return;
+        }
+        log::debug!("loading modules for {}", aliases.join(" "));
+        self.record.modules.extend(aliases.iter().cloned());
+        match modules::spawn_modprobe(&aliases) {
+            Ok(c) => self.children.push(c),
+            Err(e) => self.warn(format!("cannot load storage modules: {e}")),
+        }
+    }
+
+    /// Is device discovery still under way? Collects finished module loads; in a
+    /// generator's image udev loads the drivers, and /run/udev/queue exists while it has
+    /// events in flight.
+    fn discovery_busy(&mut self) -> bool {
+        self.children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+        let busy = !self.children.is_empty() || Path::new(UDEV_QUEUE).exists();
+        if self.discovery_was_busy && !busy {
+            self.discovery_idle_since = Some(Instant::now());
+        }
+        self.discovery_was_busy = busy;
+        busy
+    }
+
+    fn handle_events(&mut self, events: Vec<(Instant, Uevent)>) -> bool {
+        let mut block = false;
+        let mut aliases = Vec::new();
+        for (at, ev) in events {
+            if ev.is_block_change() {
+                block = true;
+                let t_ms = at.saturating_duration_since(self.t0).as_millis() as u64;
+                let device = ev.devname.clone().unwrap_or(ev.devpath.clone());
+                log::debug!("uevent {} {device}", ev.action);
+                self.record.events.push(DeviceEvent { t_ms, action: ev.action.clone(), device });
+            }
+            if ev.action == "add" && self.opts.load_hw_modules {
+                if let Some(a) = ev.modalias.filter(|a| modules::storage_alias(a)) {
+                    aliases.push(a);
+                }
+            }
+        }
+        self.spawn_aliases(aliases);
+        self.discovery_busy();
+        block
+    }
+
+    pub(super) fn wait_for_pool(&mut self, listener: Option<&Listener>, system: &System) -> Result<(Plan, ProbeReport), Failure> {
+        let cmd = self.opts.cmdline.clone();
+        let deadline = Instant::now() + cmd.wait;
+        let popts = probe::Options { sys: self.opts.sys.clone(), ..probe::Options::default() };
+        let mut grace_from: Option<Instant> = None;
+        let mut last_why = String::new();
+        let mut cache = probe::Cache::default();
+        let mut seen_events = self.record.events.len();
+        loop {
+            for e in &self.record.events[seen_events..] {
+                cache.forget(e.device.rsplit('/').next().unwrap_or(&e.device));
+            }
+            seen_events = self.record.events.len();
+            let (t_ms, cpu) = (self.ms(), usage::own_cpu_ms());
+            let rep = probe::probe_cached(&popts, &mut cache);
+            self.record.probe_passes.push(Pass {
+                t_ms,
+                ms: rep.elapsed_ms,
+                cpu_ms: usage::own_cpu_ms() - cpu,
+                devices: rep.devices.len(),
+                reused: rep.reused,
+            });
+            let plan = plan::plan(&rep, &cmd, system);
+            let choice = &plan.pool;
+            if !matches!(choice, Choice::Chosen { readiness: Readiness::Now, .. } | Choice::Ambiguous { .. }) {
+                // The pool (or a member) may be inside LUKS containers: open them, then look
+                // again at once.
+                let locked = self.keys.locked(&rep, &cmd.luks);
+                if !locked.is_empty() {
+                    if self.opts.load_hw_modules {
+                        self.keys.load_dm_modules();
+                    }
+                    let pid1 = self.opts.load_hw_modules;
+                    let r = self.keys.open_containers(&locked, &rep, &cmd, pid1);
+                    for w in r {
+                        self.warn(w);
+                    }
+                    self.record.keys = self.keys.records.clone();
+                    continue;
+                }
+            }
+            let now = Instant::now();
+            let (why, wake) = match &choice {
+                Choice::Chosen { readiness: Readiness::Now, .. } => return Ok((plan, rep)),
+                Choice::Chosen { readiness: Readiness::Grace { why }, .. } => {
+                    // The grace counts from when device discovery went quiet: a controller
+                    // still initialising (AHCI under emulation takes seconds, USB storage
+                    // waits a second before scanning) has not had its chance yet.
+                    let seen = *grace_from.get_or_insert(now);
+                    let busy = self.discovery_busy();
+                    let g = (seen.max(self.discovery_idle_since.unwrap_or(seen)) + cmd.grace).min(deadline);
+                    if now >= deadline || (!busy && now >= g) {
+                        self.warn(format!("going ahead: {why}"));
+                        return Ok((plan, rep));
+                    }
+                    let after = if busy { " once the storage drivers have settled" } else { "" };
+                    let wake = if busy { (now + MODULE_POLL).min(deadline) } else { g };
+                    (format!("{why}; waiting {:.1} s for more devices{after}", cmd.grace.as_secs_f64()), wake)
+                }
+                Choice::Chosen { readiness: Readiness::Wait { why }, .. } | Choice::NotFound { why } => {
+                    grace_from = None;
+                    if let Some(s) = self.keys.stuck(why) {
+                        self.record.probe = Some(rep);
+                        return Err(fail(Stage::Unlock, s.message, s.hint));
+                    }
+                    if now >= deadline {
+                        self.record.probe = Some(rep);
+                        let hint = if matches!(choice, Choice::NotFound { .. }) {
+                            "attach the pool's disks; zroam.wait=SECONDS waits longer; root=ZFS=POOL or zroam.pool=NAME|GUID names another pool"
+                        } else {
+                            "attach the missing disks, or zroam.wait=SECONDS waits longer"
+                        };
+                        return Err(fail(Stage::Wait, format!("{why} (waited {:.1} s)", cmd.wait.as_secs_f64()), hint));
+                    }
+                    (why.clone(), deadline)
+                }
+                Choice::Ambiguous { why, candidates } => {
+                    self.record.probe = Some(rep);
+                    self.record.pool = Some(plan.pool.clone());
+                    let mut f = fail(Stage::ChoosePool, why.clone(), "zroam.pool=GUID picks one (GUIDs below)");
+                    f.candidates = candidates.clone();
+                    return Err(f);
+                }
+            };
+            if why != last_why {
+                log::info!("waiting: {why}");
+                last_why = why;
+            }
+            // Sleep until a block device appears (or the wake time); other events only load modules.
+            loop {
+                let evs = match listener {
+                    Some(l) => l.wait(wake, SETTLE),
+                    None => {
+                        std::thread::sleep(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(250)));
+                        break;
+                    }
+                };
+                if self.handle_events(evs) || Instant::now() >= wake {
+                    break;
+                }
+            }
+        }
+    }
+}

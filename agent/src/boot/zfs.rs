@@ -1,0 +1,144 @@
+//! The ZFS side of the boot: zfs.ko's load, `zpool import` as planned, the BE's datasets
+//! and keys, and the one-shot next boot.
+
+use super::failure::{fail, Failure};
+use super::record::ImportRecord;
+use super::stage::Stage;
+use super::Boot;
+use crate::decide::be;
+use crate::decide::import;
+use crate::decide::plan::Import;
+use crate::keys::zfskey;
+use crate::sys::{modules, run, udevdb, zfsparam};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Bounds on helpers: loading zfs.ko under emulation takes seconds, an import with a
+/// multihost activity check tens of seconds.
+const MODPROBE_BOUND: Duration = Duration::from_secs(90);
+const IMPORT_BOUND: Duration = Duration::from_secs(180);
+const ZFS_BOUND: Duration = Duration::from_secs(60);
+
+impl Boot {
+    pub(super) fn wait_zfs_module(&mut self) -> Result<(), Failure> {
+        if let Some(p) = self.zfs_modprobe.take() {
+            match p.wait_until(Instant::now() + MODPROBE_BOUND) {
+                Some(Ok(st)) if !st.success() && !modules::zfs_loaded() => {
+                    return Err(fail(
+                        Stage::ZfsModule,
+                        format!("modprobe zfs failed ({st})"),
+                        "rebuild the ramdisk with the zfs modules for this kernel",
+                    ));
+                }
+                Some(_) => {}
+                None => return Err(fail(Stage::ZfsModule, "modprobe zfs did not finish in 90 s", "zroam.debug=1 and dmesg show why")),
+            }
+        }
+        // modprobe returns early when someone else (udev, a stock hook) is still loading
+        // the module; wait for its init to finish.
+        let until = Instant::now() + MODPROBE_BOUND;
+        while !modules::zfs_loaded() || !Path::new("/dev/zfs").exists() {
+            if Instant::now() > until {
+                return Err(fail(
+                    Stage::ZfsModule,
+                    "the zfs module did not finish loading (or /dev/zfs is missing)",
+                    "check that the ramdisk's zfs.ko matches this kernel",
+                ));
+            }
+            // A bounded poll on a path that has no event of its own to wait for.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+    /// `zpool import` exactly as planned (`decide::plan`).
+    pub(super) fn import(&mut self, plan: &Import) -> Result<(), Failure> {
+        let Import { guid, name, devices, degraded, argv, .. } = plan;
+        let args = &argv[1..];
+        log::info!("{}", argv.join(" "));
+        let start_ms = self.ms();
+        let marked = udevdb::mark_ready(Path::new(udevdb::DB_DIR), devices);
+        if marked.count() > 0 {
+            log::debug!("no udev entry for {} import device(s): marked ready for libzfs", marked.count());
+        }
+        // Members zroam did not find are nowhere: no point retrying their old paths.
+        let params = Path::new("/sys/module/zfs/parameters");
+        let no_retry = if *degraded { zfsparam::set(params, zfsparam::VDEV_OPEN_TIMEOUT, zfsparam::VDEV_OPEN_TIMEOUT_SHORT) } else { None };
+        let out = run::run("zpool", args, IMPORT_BOUND);
+        drop((marked, no_retry));
+        let ok = out.ok();
+        let said = out.said();
+        self.record.import = Some(ImportRecord { start_ms, outcome: out });
+        if ok {
+            log::info!("imported {name} in {} ms", self.ms() - start_ms);
+            return Ok(());
+        }
+        let (kind, hint) = import::classify(&said);
+        Err(fail(Stage::Import, format!("not importing {name} (guid {guid}): {}. zpool said: {said}", kind.meaning()), hint))
+    }
+
+    fn zfs(&mut self, args: &[&str]) -> run::Outcome {
+        let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        run::run("zfs", &a, ZFS_BOUND)
+    }
+
+    pub(super) fn choose_be(&mut self, pool: &str) -> Result<(be::BePlan, Vec<be::Dataset>, String), Failure> {
+        // Two independent questions, asked at once (each helper spends ~80 ms starting libzfs).
+        let bootfs_args: Vec<String> = ["get", "-H", "-o", "value", "bootfs", pool].map(String::from).to_vec();
+        let list_args: Vec<String> = ["list", "-H", "-o", be::LIST_COLUMNS, "-t", "filesystem", "-r", pool].map(String::from).to_vec();
+        let (bootfs, list) = std::thread::scope(|s| {
+            let b = s.spawn(|| run::run("zpool", &bootfs_args, ZFS_BOUND));
+            let l = run::run("zfs", &list_args, ZFS_BOUND);
+            (b.join().unwrap_or_else(|_| run::Outcome::failed(bootfs_args.clone(), "thread panicked".into())), l)
+        });
+        if !bootfs.ok() {
+            return Err(fail(Stage::ChooseBe, format!("zpool get bootfs {pool}: {}", bootfs.said()), "zroam.shell=1 to look by hand"));
+        }
+        if !list.ok() {
+            return Err(fail(Stage::ChooseBe, format!("zfs list {pool}: {}", list.said()), "zroam.shell=1 to look by hand"));
+        }
+        let ds = be::parse_list(&list.stdout);
+        let bootfs = bootfs.stdout.trim().to_string();
+        let plan = be::choose(pool, &bootfs, &ds, &self.opts.cmdline).map_err(Failure::from)?;
+        log::info!("boot environment {}: {}", plan.dataset, plan.reason);
+        Ok((plan, ds, bootfs))
+    }
+
+    /// The one-shot next boot is consumed before use (if this BE fails to boot, the next
+    /// boot falls back) and after the keys are loaded (nothing is written before then).
+    pub(super) fn consume_nextboot(
+        &mut self,
+        pool: &str,
+        plan: be::BePlan,
+        mut ds: Vec<be::Dataset>,
+        bootfs: &str,
+    ) -> Result<be::BePlan, Failure> {
+        let mut plan = plan;
+        if let Some(on) = plan.consume_nextboot.clone() {
+            let o = self.zfs(&["inherit", be::NEXTBOOT_PROP, &on]);
+            if !o.ok() {
+                self.warn(format!("cannot clear {} on {on} ({}); ignoring it", be::NEXTBOOT_PROP, o.said()));
+                for d in ds.iter_mut() {
+                    d.nextboot = None;
+                }
+                plan = be::choose(pool, bootfs, &ds, &self.opts.cmdline).map_err(Failure::from)?;
+                log::info!("boot environment {}: {}", plan.dataset, plan.reason);
+                self.load_zfs_keys(&plan, &ds)?;
+            }
+        }
+        for w in plan.warnings.clone() {
+            self.warn(w);
+        }
+        Ok(plan)
+    }
+
+    /// Native encryption: the keys of the planned mounts' encryption roots, before anything
+    /// is written to the pool.
+    pub(super) fn load_zfs_keys(&mut self, plan: &be::BePlan, ds: &[be::Dataset]) -> Result<(), Failure> {
+        let rep = self.record.probe.clone().unwrap_or_default();
+        let pid1 = self.opts.load_hw_modules;
+        let cmd = self.opts.cmdline.clone();
+        let r = self.keys.load_zfs(&zfskey::needed(plan, ds), &rep, &cmd, pid1);
+        self.record.keys = self.keys.records.clone();
+        r.map_err(|s| fail(Stage::Keys, s.message, s.hint))
+    }
+}

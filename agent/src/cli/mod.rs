@@ -1,0 +1,85 @@
+//! The `zroam` command line: one file per subcommand; `main.rs` only calls `main`.
+
+mod boot;
+mod esp;
+mod init;
+mod plan;
+mod probe;
+mod status;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: zroam init | boot | probe | plan | status | esp   (zroam --version)
+
+  init    PID 1 of a zroam ramdisk (also when run as /init): mount /proc /sys /dev /run,
+          load storage and zfs modules, then boot; on failure, the report and a shell.
+  boot [--sysroot DIR] [--no-switch] [--cmdline STR]
+          find the pool (waiting on uevents), import it, choose the boot environment, mount
+          it at DIR (default /sysroot) and switch root into its init, or with --no-switch
+          stop after mounting (for dracut, initramfs-tools and mkinitcpio hooks).
+  probe [--json] [--timeout S] [--dev PATH]...
+          read every block device: partition tables, ESPs, LUKS, md, ZFS labels; group the
+          labels into pools. Read-only.
+  plan [--json] [--cmdline STR] [--dev PATH]... [--hostid HEX] [--efivars DIR]
+          what boot would decide now (pool, why, hostid, import command); changes nothing.
+  status [--json] [--report PATH]
+          this boot's report (/run/zroam/report.json).
+  esp sync [--dry-run] | esp status | esp add|remove PARTUUID
+          the ESP mirror on a running system: sync every secondary from the ESP the firmware
+          booted, show each ESP's role and drift, or change the ESP set.
+
+Kernel command line: root=ZFS=POOL[/DATASET] | root=zfs:AUTO, zroam.pool=NAME|GUID,
+zroam.wait=S (30), zroam.grace=S (2), zroam.force=1 (zfs_force=1), zroam.hostid=adopt|strict,
+zroam.readonly=1, zroam.esp=sync|check|off, zroam.esp.budget=S (15), zroam.shell=1,
+zroam.debug=1, init=PATH, quiet.
+";
+
+/// A subcommand's result; an argument error prints the usage.
+type Res = Result<ExitCode, lexopt::Error>;
+
+/// The kernel command line, or the one given with `--cmdline`.
+fn read_cmdline(over: Option<String>) -> String {
+    over.unwrap_or_else(|| std::fs::read_to_string("/proc/cmdline").unwrap_or_default())
+}
+
+/// Dispatch on argv[0] (`init` when the ramdisk's /init is zroam) and the subcommand.
+pub fn main() -> ExitCode {
+    // As PID 1, the kernel's own boot work before exec is on this process's clock.
+    crate::sys::usage::mark_start();
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name().is_some_and(|n| n == "init") {
+        return init::run();
+    }
+    let mut args = lexopt::Parser::from_env();
+    let sub = match args.next() {
+        Ok(Some(lexopt::Arg::Value(v))) => v.to_string_lossy().into_owned(),
+        Ok(Some(lexopt::Arg::Long("help") | lexopt::Arg::Short('h'))) | Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Some(lexopt::Arg::Long("version"))) => {
+            println!("zroam {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let r = match sub.as_str() {
+        "init" => return init::run(),
+        "boot" => boot::run(args),
+        "probe" => probe::run(args),
+        "plan" => plan::run(args),
+        "status" => status::run(args),
+        "esp" => esp::run(args),
+        other => {
+            eprintln!("zroam: unknown command '{other}'\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    r.unwrap_or_else(|e| {
+        eprintln!("zroam: {e}\n{USAGE}");
+        ExitCode::from(2)
+    })
+}

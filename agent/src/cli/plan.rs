@@ -1,0 +1,95 @@
+//! `zroam plan`: what the boot would decide now, through the boot's own decision function
+//! (`decide::plan::plan`). Changes nothing.
+
+use super::Res;
+use crate::decide::choose::{self, Choice, Readiness};
+use crate::decide::cmdline::{self, Cmdline};
+use crate::decide::plan::{self, Plan, System};
+use crate::probe::{self, ProbeReport};
+use crate::sys::efi::{self, BootedEsp};
+use crate::sys::hostid;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Serialize)]
+struct Shown {
+    cmdline: Cmdline,
+    hostid: Option<String>,
+    booted_esp: Option<BootedEsp>,
+    #[serde(flatten)]
+    plan: Plan,
+    probe: ProbeReport,
+}
+
+pub fn run(mut args: lexopt::Parser) -> Res {
+    use lexopt::prelude::*;
+    let mut json = false;
+    let mut line = None;
+    let mut popts = probe::Options::default();
+    let mut my_hostid = hostid::current(std::path::Path::new("/"));
+    let mut efivars = PathBuf::from("/sys/firmware/efi/efivars");
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("json") => json = true,
+            Long("cmdline") => line = Some(args.value()?.string()?),
+            Long("dev") => popts.paths.push(PathBuf::from(args.value()?)),
+            Long("sys") => popts.sys = PathBuf::from(args.value()?),
+            Long("efivars") => efivars = PathBuf::from(args.value()?),
+            Long("hostid") => {
+                let v = args.value()?.string()?;
+                my_hostid = Some(
+                    u32::from_str_radix(v.trim_start_matches("0x"), 16)
+                        .map_err(|e| lexopt::Error::ParsingFailed { value: v, error: Box::new(e) })?,
+                );
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let cmd = cmdline::parse(&super::read_cmdline(line));
+    let rep = probe::probe(&popts);
+    let sys = System { hostid: my_hostid, booted: efi::booted_esp(&efivars) };
+    let decided = plan::plan(&rep, &cmd, &sys);
+    let shown = Shown { cmdline: cmd, hostid: my_hostid.map(|h| format!("{h:08x}")), booted_esp: sys.booted, plan: decided, probe: rep };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&shown).expect("plan serialises"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("hostid:      {}", shown.hostid.as_deref().unwrap_or("none"));
+    println!("booted ESP:  {}", shown.booted_esp.as_ref().map_or("unknown".to_string(), |b| format!("{} ({})", b.partuuid, b.source)));
+    for w in &shown.cmdline.warnings {
+        println!("warning:     {w}");
+    }
+    let code = match &shown.plan.pool {
+        Choice::Chosen { name, guid, reason, readiness } => {
+            println!("pool:        {name} (guid {guid}): {reason}");
+            match readiness {
+                Readiness::Now => println!("ready:       now"),
+                Readiness::Grace { why } => println!("ready:       after a {:.1} s grace: {why}", shown.cmdline.grace.as_secs_f64()),
+                Readiness::Wait { why } => {
+                    println!("ready:       not yet, would wait up to {:.0} s: {why}", shown.cmdline.wait.as_secs_f64())
+                }
+            }
+            if let Some(a) = &shown.plan.hostid_action {
+                println!("hostid:      {}", serde_json::to_string(a).unwrap_or_default());
+            }
+            if let Some(i) = &shown.plan.import {
+                println!("import:      {}", i.argv.join(" "));
+            }
+            println!("BE:          decided after import (root=, org.zroam:nextboot, bootfs, the only BE)");
+            0
+        }
+        Choice::NotFound { why } => {
+            println!("pool:        none yet: {why}");
+            1
+        }
+        Choice::Ambiguous { why, candidates } => {
+            println!("pool:        refused: {why}");
+            for c in candidates {
+                println!("  candidate: {}", choose::describe(c));
+            }
+            1
+        }
+    };
+    Ok(ExitCode::from(code))
+}

@@ -1,0 +1,87 @@
+//! `zroam status`: this boot's report, read back through the typed contract.
+
+use super::Res;
+use crate::report::{self, Report};
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub fn run(mut args: lexopt::Parser) -> Res {
+    use lexopt::prelude::*;
+    let mut json = false;
+    let mut path = PathBuf::from(report::PATH);
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("json") => json = true,
+            Long("report") => path = PathBuf::from(args.value()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let r = match Report::read(&path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zroam: {e} (this boot did not go through zroam?)");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).expect("report serialises"));
+    } else {
+        print!("{}", render(&r));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    let s = serde_json::to_value(v).unwrap_or_default();
+    s.as_str().map_or(s.to_string(), str::to_string)
+}
+
+/// The report for people: one line per decision.
+pub fn render(r: &Report) -> String {
+    let b = &r.boot;
+    let dash = || "-".to_string();
+    let mut s = String::new();
+    let _ = writeln!(s, "outcome:  {}", json(&b.outcome));
+    match &b.pool {
+        Some(crate::decide::choose::Choice::Chosen { name, guid, reason, .. }) => {
+            let _ = writeln!(s, "pool:     {name} (guid {guid}): {reason}");
+        }
+        Some(c) => {
+            let _ = writeln!(s, "pool:     none: {}", json(c));
+        }
+        None => {
+            let _ = writeln!(s, "pool:     -");
+        }
+    }
+    if let Some(h) = &b.hostid {
+        let action = serde_json::to_value(&h.action).ok().and_then(|v| v["action"].as_str().map(str::to_string)).unwrap_or_else(dash);
+        let _ = writeln!(
+            s,
+            "hostid:   system {} label {} action {action}",
+            h.system.clone().unwrap_or_else(dash),
+            h.label.clone().unwrap_or_else(dash)
+        );
+    }
+    let _ = writeln!(s, "import:   {}", b.import.as_ref().map_or_else(dash, |i| i.outcome.argv.join(" ")));
+    for k in &b.keys {
+        let src = k.source.as_ref().map(|x| format!(" with {x}")).unwrap_or_default();
+        let wrong = if k.wrong_keys > 0 { format!(" ({} wrong)", k.wrong_keys) } else { String::new() };
+        let _ = writeln!(s, "key:      {} {}: {}{src}{wrong}", json(&k.kind), k.what, json(&k.outcome));
+    }
+    let _ = writeln!(s, "BE:       {}", b.be.as_ref().map_or_else(dash, |be| format!("{}: {}", be.dataset, be.reason)));
+    for m in &b.mounts {
+        let _ = writeln!(s, "mount:    {} on {}", m.mount.dataset, m.path);
+    }
+    if !b.stages.is_empty() {
+        let parts: Vec<String> = b.stages.iter().map(|t| format!("{} {} ms", t.name, t.ms)).collect();
+        let _ = writeln!(s, "stages:   {}", parts.join(", "));
+    }
+    if let Some(f) = &b.failure {
+        let _ = writeln!(s, "failure:  {} — fix: {}", f.message, f.hint);
+    }
+    for w in &b.warnings {
+        let _ = writeln!(s, "warning:  {w}");
+    }
+    s
+}

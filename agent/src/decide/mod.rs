@@ -1,0 +1,8 @@
+//! Pure decisions: the kernel command line, which pool, the import, which boot environment.
+//! Data in, a decision out; `boot` and `zroam plan` apply the same functions.
+
+pub mod be;
+pub mod choose;
+pub mod cmdline;
+pub mod import;
+pub mod plan;

@@ -1,0 +1,277 @@
+//! Stage 8, pure part: which ESPs form the set, and which one is the primary.
+//!
+//! The set is the ESPs on the disks that hold members of the imported root pool, plus those
+//! named in the ESP-set file. That file lives on the ESPs themselves (`zroam/esp-set`) and
+//! is synced like any other file, so every ESP describes the whole set:
+//!
+//! ```text
+//! # zroam ESP set: synced to every ESP; change it with `zroam esp add|remove PARTUUID`.
+//! esp 3f0cae97-2b11-412a-8633-5da4ce48c0ff
+//! local EFI/Vendor/machine-specific.bin
+//! ```
+//!
+//! `esp PARTUUID` adds an ESP; `local PATH` keeps a path (file or directory, relative to the
+//! ESP's root, any case) per-ESP: never copied, never deleted.
+
+use crate::probe::ProbeReport;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Where the set file lives on each ESP.
+pub const SET_FILE: &str = "zroam/esp-set";
+/// A set file larger than this is not read (it is a handful of lines).
+pub const MAX_SET_FILE: usize = 64 * 1024;
+const MAX_ENTRIES: usize = 256;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetFile {
+    pub esps: Vec<Uuid>,
+    pub local: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+pub fn parse(text: &str) -> SetFile {
+    let mut s = SetFile::default();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if s.esps.len() + s.local.len() >= MAX_ENTRIES {
+            s.warnings.push(format!("more than {MAX_ENTRIES} entries; the rest is ignored"));
+            break;
+        }
+        let (k, v) = line.split_once(char::is_whitespace).map_or((line, ""), |(k, v)| (k, v.trim()));
+        match k {
+            "esp" => match Uuid::parse_str(v) {
+                Ok(u) if !s.esps.contains(&u) => s.esps.push(u),
+                Ok(_) => {}
+                Err(_) => s.warnings.push(format!("line {}: '{v}' is not a PARTUUID", n + 1)),
+            },
+            "local" => {
+                // Relative to the ESP's root; a way out of it (`..`) is not a path on the ESP.
+                let p = v.trim_matches(|c: char| c == '/' || c.is_whitespace());
+                if p.is_empty() || p.split('/').any(|c| c.trim() == "..") {
+                    s.warnings.push(format!("line {}: '{v}' is not a path on the ESP", n + 1));
+                } else {
+                    s.local.push(p.to_string());
+                }
+            }
+            _ => s.warnings.push(format!("line {}: not understood: {line}", n + 1)),
+        }
+    }
+    s
+}
+
+pub fn render(s: &SetFile) -> String {
+    let mut out = String::from("# zroam ESP set: synced to every ESP; change it with `zroam esp add|remove PARTUUID`.\n");
+    for u in &s.esps {
+        out.push_str(&format!("esp {u}\n"));
+    }
+    for l in &s.local {
+        out.push_str(&format!("local {l}\n"));
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Role {
+    /// The ESP the firmware booted: read-only, the source.
+    Primary,
+    Secondary,
+    /// With no primary known: compared, never written.
+    Check,
+    Skipped {
+        why: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Esp {
+    pub partuuid: Uuid,
+    /// The partition's node, when it was found.
+    pub node: Option<String>,
+    pub disk: Option<String>,
+    /// Why it belongs to the set.
+    pub member_because: String,
+    #[serde(flatten)]
+    pub role: Role,
+}
+
+/// The ESP set and each one's role. `booted` is the firmware's ESP (None: BIOS boot or no
+/// efivars — then nothing is a primary and everything is only checked).
+pub fn roles(rep: &ProbeReport, pool_guid: u64, listed: &[Uuid], booted: Option<Uuid>) -> Vec<Esp> {
+    let pool = rep.pools.iter().find(|p| p.guid == pool_guid);
+    let member_disks: Vec<String> = pool
+        .map(|p| {
+            p.members
+                .iter()
+                .filter(|m| m.current)
+                .filter_map(|m| rep.devices.iter().find(|d| d.dev.node == m.device))
+                .map(|d| rep.disk_of(d))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out: Vec<Esp> = Vec::new();
+    for d in rep.devices.iter().filter(|d| d.is_esp()) {
+        let Some(uuid) = d.gpt_entry.as_ref().map(|e| e.partuuid) else { continue };
+        let disk = d.dev.parent.clone();
+        let because = if disk.as_ref().is_some_and(|k| member_disks.contains(k)) {
+            "on a disk of the root pool"
+        } else if listed.contains(&uuid) {
+            "listed in the ESP-set file"
+        } else {
+            continue;
+        };
+        out.push(Esp { partuuid: uuid, node: Some(d.dev.node.clone()), disk, member_because: because.to_string(), role: Role::Check });
+    }
+    for u in listed {
+        if !out.iter().any(|e| e.partuuid == *u) {
+            out.push(Esp {
+                partuuid: *u,
+                node: None,
+                disk: None,
+                member_because: "listed in the ESP-set file".into(),
+                role: Role::Skipped { why: "not found among the devices present".into() },
+            });
+        }
+    }
+    for e in out.iter_mut().filter(|e| !matches!(e.role, Role::Skipped { .. })) {
+        let dev = rep.devices.iter().find(|d| Some(&d.dev.node) == e.node.as_ref());
+        if dev.is_some_and(|d| d.contents.mdraid.is_some()) {
+            e.role = Role::Skipped { why: "an mdraid member (md keeps this copy in step)".into() };
+        } else if dev.is_some_and(|d| d.contents.fat.is_none()) {
+            e.role = Role::Skipped { why: "no FAT filesystem found on it".into() };
+        }
+    }
+    // Never guess: without the firmware's word for one usable ESP, everything is only checked.
+    let primary_known = booted.is_some_and(|b| out.iter().any(|e| e.partuuid == b && e.role == Role::Check));
+    for e in out.iter_mut().filter(|e| e.role == Role::Check) {
+        if primary_known {
+            e.role = if Some(e.partuuid) == booted { Role::Primary } else { Role::Secondary };
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ondisk::fat::Fat;
+    use crate::ondisk::gpt::{PartKind, Partition};
+    use crate::ondisk::mdraid::MdSuper;
+    use crate::ondisk::vdev::PoolState;
+    use crate::probe::assemble::{Health, Member, Pool};
+    use crate::probe::sysfs::BlockDev;
+    use crate::probe::{Contents, DeviceReport};
+
+    fn u(n: u8) -> Uuid {
+        Uuid::from_bytes([n; 16])
+    }
+
+    fn part(disk: &str, n: u32, kind: PartKind, partuuid: Uuid, contents: Contents) -> DeviceReport {
+        DeviceReport {
+            dev: BlockDev::test_partition(disk, n),
+            gpt_entry: Some(Partition {
+                number: n,
+                type_guid: Uuid::nil(),
+                kind,
+                partuuid,
+                name: String::new(),
+                first_lba: 2048,
+                last_lba: 4096,
+                attributes: 0,
+            }),
+            contents,
+            elapsed_ms: 0.0,
+            error: None,
+        }
+    }
+
+    fn fat() -> Contents {
+        Contents {
+            fat: Some(Fat { kind: "FAT32".into(), serial: "ABCD-1234".into(), label: "EFI".into(), bytes_per_sector: 512 }),
+            ..Contents::default()
+        }
+    }
+
+    /// Disks vda and vdb hold the pool (guid 7); vdc is a stranger with an ESP; vdd's ESP is
+    /// an md member.
+    fn report() -> ProbeReport {
+        let md = Contents { mdraid: Some(MdSuper { metadata: "1.0".into(), array_uuid: u(9), name: "esp".into(), level: 1 }), ..fat() };
+        let devices = vec![
+            part("vda", 1, PartKind::Esp, u(1), fat()),
+            part("vda", 2, PartKind::Zfs, u(11), Contents::default()),
+            part("vdb", 1, PartKind::Esp, u(2), fat()),
+            part("vdb", 2, PartKind::Zfs, u(12), Contents::default()),
+            part("vdc", 1, PartKind::Esp, u(3), fat()),
+            part("vdd", 1, PartKind::Esp, u(4), md),
+            part("vdd", 2, PartKind::Zfs, u(14), Contents::default()),
+        ];
+        let member = |d: &str| Member { device: d.into(), guid: 1, label_txg: 1, uberblock_txg: None, top_level: None, current: true };
+        let pool = Pool {
+            name: "rpool".into(),
+            guid: 7,
+            state: PoolState::Active,
+            health: Health::Complete,
+            problems: Vec::new(),
+            txg: 1,
+            uberblock_txg: None,
+            version: None,
+            hostid: None,
+            hostname: None,
+            errata: None,
+            multihost: false,
+            features_for_read: Vec::new(),
+            members: vec![member("/dev/vda2"), member("/dev/vdb2"), member("/dev/vdd2")],
+            missing: Vec::new(),
+            top_levels: Vec::new(),
+            boot_candidate: true,
+        };
+        ProbeReport { version: "t".into(), elapsed_ms: 0.0, reused: 0, devices, pools: vec![pool], aux: Vec::new(), warnings: Vec::new() }
+    }
+
+    fn role_of(esps: &[Esp], n: u8) -> Role {
+        esps.iter().find(|e| e.partuuid == u(n)).map(|e| e.role.clone()).expect("in the set")
+    }
+
+    #[test]
+    fn primary_from_the_firmware_others_secondary() {
+        let esps = roles(&report(), 7, &[], Some(u(2)));
+        assert_eq!(role_of(&esps, 2), Role::Primary);
+        assert_eq!(role_of(&esps, 1), Role::Secondary);
+        assert!(matches!(role_of(&esps, 4), Role::Skipped { .. }), "md member left alone");
+        assert!(!esps.iter().any(|e| e.partuuid == u(3)), "a stranger's ESP is not in the set");
+    }
+
+    #[test]
+    fn listed_esps_join_and_missing_ones_are_reported() {
+        let esps = roles(&report(), 7, &[u(3), u(5)], Some(u(1)));
+        assert_eq!(role_of(&esps, 3), Role::Secondary);
+        assert!(matches!(role_of(&esps, 5), Role::Skipped { .. }));
+    }
+
+    #[test]
+    fn never_guess_the_primary() {
+        // No efivars (BIOS), a booted ESP outside the set, or the booted ESP unusable.
+        for booted in [None, Some(u(3)), Some(u(4))] {
+            let esps = roles(&report(), 7, &[], booted);
+            assert!(!esps.iter().any(|e| matches!(e.role, Role::Primary | Role::Secondary)), "{booted:?}");
+            assert_eq!(role_of(&esps, 1), Role::Check);
+        }
+    }
+
+    #[test]
+    fn set_file_round_trip_and_hostile_lines() {
+        let text = format!("# c\nesp {}\nesp {}\nlocal /EFI/Vendor/\nesp nonsense\nlocal ../etc\nbogus\n", u(1), u(1));
+        let s = parse(&text);
+        assert_eq!(s.esps, [u(1)]);
+        assert_eq!(s.local, ["EFI/Vendor"]);
+        assert_eq!(s.warnings.len(), 3);
+        let again = parse(&render(&s));
+        assert_eq!((again.esps, again.local), (s.esps, s.local));
+        let many: String = (0..1000).map(|_| "local x\n").collect();
+        assert_eq!(parse(&many).local.len(), MAX_ENTRIES);
+    }
+}

@@ -1,0 +1,149 @@
+//! LUKS containers: which to open (pure, over the probe report and the command line) and
+//! opening one with cryptsetup (the only effect here). The opened mapper devices are then
+//! probed for ZFS labels like any other device.
+
+use crate::decide::cmdline::LuksOpts;
+use crate::probe::ProbeReport;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+
+/// Key derivation under emulation, or with a memory-hard PBKDF, takes seconds.
+const OPEN_BOUND: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    pub device: String,
+    pub uuid: String,
+    pub version: u16,
+}
+
+/// The device-mapper name for a container (systemd's and dracut's convention).
+pub fn mapper_name(uuid: &str) -> String {
+    format!("luks-{uuid}")
+}
+
+/// Containers to open now: LUKS headers found by the probe, allowed by the command line,
+/// not already open (a holder on the device, or the mapper name taken) and not settled
+/// earlier in this boot (`settled`: opened, or given up on).
+pub fn to_open(rep: &ProbeReport, opts: &LuksOpts, settled: &[String], mapper_exists: impl Fn(&str) -> bool) -> Vec<Container> {
+    if !opts.enabled {
+        return Vec::new();
+    }
+    let mut out: Vec<Container> = Vec::new();
+    for d in &rep.devices {
+        let Some(l) = &d.contents.luks else { continue };
+        let uuid = l.uuid.to_ascii_lowercase();
+        if !opts.uuids.is_empty() && !opts.uuids.contains(&uuid) {
+            continue;
+        }
+        if !d.dev.holders.is_empty() || settled.contains(&uuid) || mapper_exists(&mapper_name(&uuid)) {
+            continue;
+        }
+        // The same container seen twice (multipath, a disk and its only partition): once.
+        if out.iter().any(|c| c.uuid == uuid) {
+            continue;
+        }
+        out.push(Container { device: d.dev.node.clone(), uuid, version: l.version });
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// No key slot opens with this key (cryptsetup exit 2).
+    WrongKey,
+    Other(String),
+}
+
+/// What cryptsetup's exit status means. Pure.
+pub fn classify(code: Option<i32>, said: &str) -> OpenError {
+    match code {
+        Some(2) => OpenError::WrongKey,
+        _ => OpenError::Other(if said.is_empty() { format!("cryptsetup exited with {code:?}") } else { said.to_string() }),
+    }
+}
+
+/// Open `c` as /dev/mapper/luks-UUID with `key` (a passphrase or a key file's bytes).
+pub fn open(c: &Container, key: &[u8], readonly: bool) -> Result<(), OpenError> {
+    let mut args: Vec<String> = ["open", "--type", "luks", "--key-file=-"].map(String::from).to_vec();
+    if readonly {
+        args.push("--readonly".into());
+    }
+    args.extend([c.device.clone(), mapper_name(&c.uuid)]);
+    // Without udev, libdevmapper must not wait for udev to confirm the new device.
+    let env: &[(&str, &str)] = if Path::new("/run/udev/control").exists() { &[] } else { &[("DM_DISABLE_UDEV", "1")] };
+    let out = crate::sys::run::run_with("cryptsetup", &args, Some(key), env, OPEN_BOUND);
+    if out.ok() {
+        Ok(())
+    } else {
+        Err(classify(out.code, &out.said()))
+    }
+}
+
+/// dm-crypt and the ciphers LUKS uses, for a ramdisk whose kernel has them as modules.
+pub fn load_modules() {
+    let args = ["-q", "-a", "dm_mod", "dm_crypt", "xts", "algif_skcipher"].map(String::from);
+    crate::sys::run::run("modprobe", &args, Duration::from_secs(30));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ondisk::luks::Luks;
+    use crate::probe::sysfs::BlockDev;
+    use crate::probe::{Contents, DeviceReport};
+
+    fn dev(name: &str, luks: Option<&str>, holders: &[&str]) -> DeviceReport {
+        let (disk, n) = name.split_at(name.len() - 1);
+        let mut dev = BlockDev::test_partition(disk, n.parse().unwrap_or(0));
+        dev.holders = holders.iter().map(|h| h.to_string()).collect();
+        DeviceReport {
+            dev,
+            gpt_entry: None,
+            contents: Contents { luks: luks.map(|u| Luks { version: 2, uuid: u.into() }), ..Contents::default() },
+            elapsed_ms: 0.0,
+            error: None,
+        }
+    }
+
+    const A: &str = "0B1E3A8C-5D2F-4C6E-9A7B-1C2D3E4F5A6B";
+    const B: &str = "11111111-2222-3333-4444-555555555555";
+    const C: &str = "99999999-2222-3333-4444-555555555555";
+
+    #[test]
+    fn which_containers_to_open() {
+        let rep = ProbeReport {
+            devices: vec![dev("vda2", Some(A), &[]), dev("vdb2", Some(B), &[]), dev("vdc2", Some(C), &["dm-0"]), dev("vdd1", None, &[])],
+            ..ProbeReport::default()
+        };
+        let any = LuksOpts { enabled: true, uuids: Vec::new() };
+        let got: Vec<String> = to_open(&rep, &any, &[], |_| false).into_iter().map(|c| c.device).collect();
+        // vdc2 is already open (a holder); vdd1 is no container.
+        assert_eq!(got, ["/dev/vda2", "/dev/vdb2"]);
+        assert_eq!(to_open(&rep, &any, &[], |_| false)[0].uuid, A.to_ascii_lowercase());
+        // Settled this boot, or its mapper name taken: not again.
+        let got = to_open(&rep, &any, &[A.to_ascii_lowercase()], |n| n == mapper_name(&B.to_ascii_lowercase()));
+        assert!(got.is_empty(), "{got:?}");
+        // rd.luks.uuid= limits; rd.luks=0 opens none.
+        let only_b = LuksOpts { enabled: true, uuids: vec![B.into()] };
+        assert_eq!(to_open(&rep, &only_b, &[], |_| false).len(), 1);
+        assert!(to_open(&rep, &LuksOpts { enabled: false, uuids: Vec::new() }, &[], |_| false).is_empty());
+    }
+
+    #[test]
+    fn an_opened_container_lives_on_its_disk() {
+        let mut dm = dev("dm-0", None, &[]);
+        dm.dev.parent = None;
+        let rep = ProbeReport { devices: vec![dev("vda2", Some(A), &["dm-0"]), dm.clone()], ..ProbeReport::default() };
+        assert_eq!(rep.disk_of(&dm), "vda");
+        assert_eq!(rep.disk_of(&rep.devices[0]), "vda");
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(classify(Some(2), "No key available with this passphrase."), OpenError::WrongKey);
+        assert!(matches!(classify(Some(5), "Device luks-x already exists."), OpenError::Other(m) if m.contains("exists")));
+        assert!(matches!(classify(None, ""), OpenError::Other(_)));
+    }
+}

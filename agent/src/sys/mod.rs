@@ -1,0 +1,14 @@
+//! Thin wrappers over the kernel and helper programs: processes with bounds, kernel
+//! modules, uevents, udev's database, EFI variables, the hostid, zfs module parameters,
+//! the console log.
+
+pub mod console;
+pub mod efi;
+pub mod hostid;
+pub mod modules;
+pub mod mounts;
+pub mod run;
+pub mod udevdb;
+pub mod uevent;
+pub mod usage;
+pub mod zfsparam;
