@@ -1,4 +1,4 @@
-//! Stage 9: switch into the new root the way switch_root does: check the init exists, move
+//! Stage `pivot`: switch into the new root the way switch_root does: check the init exists, move
 //! /dev /proc /sys /run under the new root, free the ramdisk's memory, make the new root
 //! "/", and exec the init.
 

@@ -1,5 +1,5 @@
-//! Stage 1 (PID 1 only): the pseudo-filesystems a ramdisk needs, without failing on those
-//! already mounted (a kernel with devtmpfs.mount=1, or a generator that did it first).
+//! Setup (PID 1 only, before any stage): the pseudo-filesystems a ramdisk needs, without
+//! failing on those already mounted (a kernel with devtmpfs.mount=1, or a generator that did it first).
 
 use nix::mount::{mount, MsFlags};
 use std::path::Path;

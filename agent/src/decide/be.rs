@@ -1,5 +1,5 @@
-//! Stage 6 and the plan of stage 7: which boot environment, and which datasets mount where.
-//! Pure: `zfs list` output and the command line in; a decision out.
+//! Stage `choose-be` and the plan of stage `mount`: which boot environment, and which
+//! datasets mount where. Pure: `zfs list` output and the command line in; a decision out.
 
 use crate::decide::cmdline::{Cmdline, RootSpec};
 use serde::{Deserialize, Serialize};

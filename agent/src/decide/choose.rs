@@ -1,5 +1,6 @@
-//! Stage 4: which pool to boot, and whether to wait for more of it. Pure: the assembled
-//! pools, the command line and what the firmware and ramdisk say in; a decision out.
+//! Which pool to boot, and whether to wait for more of it (asked on every pass of stage
+//! `wait`). Pure: the assembled pools, the command line and what the firmware and ramdisk
+//! say in; a decision out.
 
 use crate::decide::cmdline::{Cmdline, HostidMode, PoolSel};
 use crate::ondisk::vdev::PoolState;

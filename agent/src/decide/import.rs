@@ -1,4 +1,4 @@
-//! Stage 5: import the chosen pool with exactly the devices probe found. `args` and
+//! Stage `import`: import the chosen pool with exactly the devices probe found. `args` and
 //! `classify` are pure; `boot` runs zpool.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Stage 8, pure part: which ESPs form the set, and which one is the primary.
+//! Stage `esp`, pure part: which ESPs form the set, and which one is the primary.
 //!
 //! The set is the ESPs on the disks that hold members of the imported root pool, plus those
 //! named in the ESP-set file. That file lives on the ESPs themselves (`zroam/esp-set`) and

@@ -1,4 +1,4 @@
-//! Stage 8, effectful part: mount the ESPs, read their trees, apply `tree::plan` to each
+//! Stage `esp`, effectful part: mount the ESPs, read their trees, apply `tree::plan` to each
 //! secondary with copy-to-temporary + fsync + rename, and report. The primary is mounted
 //! read-only and never written. Every problem is a warning: the boot goes on.
 

@@ -1,4 +1,4 @@
-//! Stage 8, pure part: what turns a secondary ESP's tree into the primary's. Trees are
+//! Stage `esp`, pure part: what turns a secondary ESP's tree into the primary's. Trees are
 //! compared by size and content hash (FAT timestamps are not trusted) and by name without
 //! regard to case, as FAT looks names up; a name whose case differs is rewritten with the
 //! primary's case. Per-ESP paths are never touched.

@@ -1,5 +1,5 @@
-//! Stage 2: read every block device (in parallel, each within a time bound) and record
-//! what is on it; then stage 3 (assemble) over the labels found.
+//! The probe, run on each pass of stage `wait`: read every block device (in parallel, each
+//! within a time bound) and record what is on it; then `assemble` over the labels found.
 
 pub mod assemble;
 pub mod sysfs;
