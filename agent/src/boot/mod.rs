@@ -184,7 +184,7 @@ impl Boot {
         }
         if self.opts.cmdline.shell {
             self.keep_record();
-            emergency::shell("zroam.shell=1: the root is mounted at /sysroot; exit the shell to boot it");
+            emergency::shell(&format!("zroam.shell=1: the root is mounted at {}; exit the shell to boot it", self.opts.sysroot.display()));
         }
         let init = self.opts.cmdline.init.clone().unwrap_or_else(|| {
             ["/sbin/init", "/lib/systemd/systemd", "/etc/init", "/bin/init"]

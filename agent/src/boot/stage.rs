@@ -6,7 +6,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
-    /// Load zfs.ko and the storage drivers of the hardware present (own ramdisk only).
+    /// Start loading zfs.ko, and (own ramdisk only) the storage drivers of the hardware present.
     Modules,
     /// Probe on every new block device until the pool is ready (or the bound).
     Wait,
