@@ -3,7 +3,8 @@
 //! rendering gives back the same set.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use zroam::{efi, espset};
+use zroam::esp::set as espset;
+use zroam::sys::efi;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
