@@ -82,7 +82,9 @@ impl Listener {
                 Err(_) => return out,
             }
             // The socket is non-blocking: read until it is empty.
-            while let Ok(n) = nix::sys::socket::recv(std::os::fd::AsRawFd::as_raw_fd(&self.fd), &mut buf, nix::sys::socket::MsgFlags::empty()) {
+            while let Ok(n) =
+                nix::sys::socket::recv(std::os::fd::AsRawFd::as_raw_fd(&self.fd), &mut buf, nix::sys::socket::MsgFlags::empty())
+            {
                 if let Some(ev) = parse(&buf[..n]) {
                     out.push((Instant::now(), ev));
                 }
