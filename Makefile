@@ -13,7 +13,7 @@ FUZZ_ENV := RUSTC_BOOTSTRAP=1
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: install uninstall all build setup toolchain check unit binary fuzz-regress lab-probe lab-boot lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
+.PHONY: install uninstall all build setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
 
 all: build
 
@@ -28,7 +28,21 @@ setup:
 toolchain:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-check: build setup toolchain unit binary fuzz-regress lab-probe lab-boot lab-gen lab-esp
+check: build setup toolchain lint unit binary fuzz-regress lab-probe lab-boot lab-gen lab-esp
+
+# Formatting, clippy (warnings are errors) and shellcheck over every shell file of the
+# generators and the lab. Each file names its dialect (shebang or `# shellcheck shell=`)
+# and the files it sources (`# shellcheck source=`, relative to the file: -P SCRIPTDIR),
+# which -x follows.
+SHELL_FILES := dracut/90zroam/*.sh initramfs-tools/hooks/zroam initramfs-tools/scripts/zroam \
+  initramfs-tools/conf.d/zroam initramfs-tools/share/zroam-install.sh \
+  mkinitcpio/install/zroam mkinitcpio/hooks/zroam tests/lab/*.sh tests/mkinitcpio/* \
+  tests/check-binary.sh tests/fixtures/capture.sh .ci/run
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --all-targets --locked -- -D warnings
+	shellcheck -x -P SCRIPTDIR $(SHELL_FILES)
 
 unit:
 	cargo test --locked
@@ -86,14 +100,16 @@ fixtures: setup
 clean:
 	cargo clean
 
-# The binary, and each generator's module where that generator looks for it.
-INSTALLED := $(PREFIX)/sbin/zroam $(PREFIX)/lib/dracut/modules.d/90zroam \
+# The binary, each generator's module where that generator looks for it, and the install
+# helper the three modules share (they find it from their own paths: PREFIX/lib/zroam).
+INSTALLED := $(PREFIX)/sbin/zroam $(PREFIX)/lib/zroam $(PREFIX)/lib/dracut/modules.d/90zroam \
   $(PREFIX)/share/initramfs-tools/hooks/zroam $(PREFIX)/share/initramfs-tools/scripts/zroam \
   $(PREFIX)/share/initramfs-tools/conf.d/zroam \
   $(PREFIX)/lib/initcpio/install/zroam $(PREFIX)/lib/initcpio/hooks/zroam
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/zroam
+	install -D -m 0644 initramfs-tools/share/zroam-install.sh $(DESTDIR)$(PREFIX)/lib/zroam/zroam-install.sh
 	install -d $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam
 	install -m 0755 dracut/90zroam/*.sh $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/
 	install -m 0644 dracut/90zroam/zroam.service $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/

@@ -2,14 +2,18 @@
 # dracut module: zroam imports the ZFS root pool and mounts the boot environment at
 # $NEWROOT; dracut (or systemd in the initrd) switches root. All decisions are zroam's.
 
-# The binary to install; ZROAM_BIN overrides (staged installs, tests).
-zroam_bin() {
-    local b=${ZROAM_BIN:-$(command -v zroam || echo /usr/local/sbin/zroam)}
-    [[ -x $b ]] && echo "$b"
+# The generators' shared driver list and binary lookup: zroam-install.sh, installed in
+# PREFIX/lib/zroam beside PREFIX/lib/dracut; ZROAM_LIBDIR overrides (staged installs,
+# tests). dracut sets $moddir only while it calls check, installkernel and install: each
+# loads it.
+zroam_install_sh() {
+    # shellcheck source=../../initramfs-tools/share/zroam-install.sh
+    . "${ZROAM_LIBDIR:-$moddir/../../../zroam}/zroam-install.sh"
 }
 
 check() {
-    [[ -n $(zroam_bin) ]] || return 1
+    zroam_install_sh || return 1
+    [[ -x $(zroam_bin) ]] || return 1
     require_binaries zpool zfs || return 1
     return 0
 }
@@ -19,14 +23,20 @@ depends() {
 }
 
 installkernel() {
+    zroam_install_sh || return 1
+    local -a storage luks
+    read -ra storage <<<"$zroam_storage_drivers"
+    read -ra luks <<<"$zroam_luks_drivers"
     instmods -c zfs
     # Disks move between buses: take the common storage drivers even in host-only images.
-    hostonly='' instmods ahci nvme virtio_blk virtio_scsi sd_mod xhci_pci ehci_pci usb_storage uas
+    hostonly='' instmods "${storage[@]}"
     # ZFS on LUKS: zroam opens the containers itself (dm-crypt and the usual LUKS ciphers).
-    hostonly='' instmods dm_crypt xts algif_skcipher
+    hostonly='' instmods "${luks[@]}"
 }
 
+# shellcheck disable=SC2154 # dracut sets $initdir and the systemd*dir paths for modules
 install() {
+    zroam_install_sh || return 1
     inst_simple "$(zroam_bin)" /usr/sbin/zroam
     inst_multiple zpool zfs modprobe
     # Optional: cryptsetup for ZFS on LUKS; systemd-ask-password for passphrases when the

@@ -39,7 +39,7 @@ if [ ! -s "$out" ]; then
   cp "/lib/modules/$LAB_KVER"/modules.{builtin,builtin.modinfo,order} "$root/lib/modules/$LAB_KVER/"
   depmod -b "$root" "$LAB_KVER"
   ln -s /proc/self/mounts "$root/etc/mtab"
-  printf "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" > "$root/etc/hostid"
+  printf '%b' "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" > "$root/etc/hostid"
   mknod -m 0600 "$root/dev/console" c 5 1
   mkdir -p "$ZROAM_LAB_CACHE"
   (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out.tmp"

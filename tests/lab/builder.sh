@@ -22,7 +22,7 @@ LAB_TOOLS=(zpool zfs zdb zgenhostid sgdisk mkfs.vfat blkid wipefs mdadm cryptset
 lab_log() { echo "lab: $*" >&2; }
 
 # Name of the Nth virtio disk (0 -> vda).
-lab_disk_name() { printf "vd\\x$(printf %x $((97 + $1)))"; }
+lab_disk_name() { printf 'vd%b' "\\x$(printf %x $((97 + $1)))"; }
 
 # Byte offset and size of partition N of a disk image, from sgdisk: "OFFSET SIZE".
 lab_part_geom() {

@@ -36,10 +36,11 @@ if [ "$stock" != without ]; then
   ver=$(dpkg-query -W -f '${Version}' zfsutils-linux)
   (cd "$tmp" && apt-get download -q "zfs-dracut=$ver" "zfs-initramfs=$ver" >/dev/null 2>&1) ||
     cp "$ZROAM_LAB_CACHE"/debs/zfs-{dracut,initramfs}_*.deb "$tmp/"
-  mkdir -p "$ZROAM_LAB_CACHE/debs" && cp -n "$tmp"/zfs-*.deb "$ZROAM_LAB_CACHE/debs/" 2>/dev/null || true
+  mkdir -p "$ZROAM_LAB_CACHE/debs"
+  cp -n "$tmp"/zfs-*.deb "$ZROAM_LAB_CACHE/debs/" 2>/dev/null || true
   for d in "$tmp"/zfs-dracut_*.deb "$tmp"/zfs-initramfs_*.deb; do dpkg-deb -x "$d" "$tmp/stock"; done
 fi
-printf "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" >"$tmp/hostid"
+printf '%b' "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" >"$tmp/hostid"
 
 # The generator's directory as it would be with the packages installed.
 view=$tmp/view
@@ -66,8 +67,10 @@ initramfs-tools)
   ;;
 esac
 
-# The generators reset PATH: ZROAM_BIN names the staged binary (each hook honours it).
-ZROAM_BIN=$tmp/dest/usr/sbin/zroam unshare -m bash -c '
+# The generators reset PATH: ZROAM_BIN names the staged binary, ZROAM_LIBDIR the staged
+# install helper (PREFIX/lib/zroam is not in the view); each hook honours them.
+# shellcheck disable=SC2016 # the inline script expands its own arguments
+ZROAM_BIN=$tmp/dest/usr/sbin/zroam ZROAM_LIBDIR=$tmp/dest/usr/lib/zroam unshare -m bash -c '
   set -e
   mount --bind "$1" "$2"
   mount --bind "$3" /etc/hostid

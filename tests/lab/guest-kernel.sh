@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints the version of the newest installed kernel that has a DKMS-built zfs module.
 set -euo pipefail
-for d in $(ls -1d /lib/modules/*/ 2>/dev/null | sort -rV); do
+for d in $(printf '%s\n' /lib/modules/*/ | sort -rV); do
   k=$(basename "$d")
   if ls "$d"updates/dkms/zfs.ko* >/dev/null 2>&1 && [ -e "/boot/vmlinuz-$k" ]; then
     echo "$k"; exit 0

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the VM lab needs on a Debian 12 host: QEMU and OpenZFS 2.3 from
 # bookworm-backports (the ZFS modules are built by DKMS for the guest kernel), plus the
-# small tools used to assemble ramdisks and disk images. Idempotent: a stamp file keyed
-# by this script's hash makes the second run free.
+# small tools used to assemble ramdisks and disk images, and shellcheck for `make lint`.
+# Idempotent: a stamp file keyed by this script's hash makes the second run free.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 stamp=/var/lib/zroam-lab/host-setup.$(sha256sum "$0" | cut -c1-16)
@@ -29,7 +29,7 @@ sudo_ apt-get update -q
 
 sudo_ apt-get install -y -q --no-install-recommends \
   busybox-static cpio gdisk dosfstools mtools ovmf systemd-boot-efi kmod xz-utils zstd \
-  file jq util-linux fdisk mdadm cryptsetup-bin dracut-core
+  file jq util-linux fdisk mdadm cryptsetup-bin dracut-core shellcheck
 sudo_ apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
 # zfs-dkms pulls the backports kernel (image + headers) and builds spl/zfs for it.
 sudo_ apt-get install -y -q -t bookworm-backports zfs-dkms zfsutils-linux

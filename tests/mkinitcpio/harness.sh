@@ -13,9 +13,13 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=../lab/builder.sh
 source "$repo/tests/lab/builder.sh"
 
-export ZROAM_BIN=$(realpath "$1")
+ZROAM_BIN=$(realpath "$1")
+# The hook is sourced from the source tree: its shared install helper is there too.
+ZROAM_LIBDIR=$repo/initramfs-tools/share
+export ZROAM_BIN ZROAM_LIBDIR
 HOSTID=5eed1234
-key=$( (cat "$0" "$ZROAM_BIN" "$repo"/mkinitcpio/*/zroam; echo "$LAB_KVER") | sha256sum | cut -c1-16)
+key=$( (cat "$0" "$ZROAM_BIN" "$repo"/mkinitcpio/*/zroam "$ZROAM_LIBDIR"/zroam-install.sh; echo "$LAB_KVER") |
+  sha256sum | cut -c1-16)
 out=$ZROAM_LAB_CACHE/gen/mkinitcpio-$key.img
 [ -s "$out" ] && { echo "$out"; exit 0; }
 mkdir -p "$(dirname "$out")"
@@ -63,16 +67,16 @@ add_module() {
     echo "harness: add_module: $name not found for $LAB_KVER" >&2
     return 1
   fi
-  for ko in $(awk '$1 == "insmod" {print $2}' <<<"$deps"); do
+  while read -r ko; do
     case $ko in
     *.xz) mkdir -p "$(dirname "$BUILDROOT$ko")"; xz -dc "$ko" >"$BUILDROOT${ko%.xz}" ;;
     *) install -D -m 0644 "$ko" "$BUILDROOT$ko" ;;
     esac
-  done
+  done < <(awk '$1 == "insmod" {print $2}' <<<"$deps")
   EARLY+=("$name")
 }
 add_runscript() {
-  record add_runscript "$@"
+  record add_runscript
   install -D -m 0755 "$hookdir/hooks/$hook" "$BUILDROOT/hooks/$hook"
   HOOKS+=("$hook")
 }
@@ -98,7 +102,7 @@ build
 help >"$work/help"
 [ -s "$work/help" ] || { echo "harness: help() printed nothing" >&2; exit 1; }
 # The hostid of the lab's "own" machine (the image takes the host's through add_file).
-printf "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" >"$BUILDROOT/etc/hostid"
+printf '%b' "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" >"$BUILDROOT/etc/hostid"
 
 cp /lib/modules/"$LAB_KVER"/modules.{builtin,builtin.modinfo,order} "$BUILDROOT/lib/modules/$LAB_KVER/"
 depmod -b "$BUILDROOT" "$LAB_KVER"

@@ -1,0 +1,29 @@
+# shellcheck shell=sh
+# shellcheck disable=SC2034 # the lists are read by the hooks that source this file
+# What every zroam image takes, whichever generator builds it: sourced at image build time
+# by the dracut (90zroam/module-setup.sh), initramfs-tools (hooks/zroam) and mkinitcpio
+# (install/zroam) hooks, never copied into an image. `make install` puts it in
+# PREFIX/lib/zroam/; each hook finds it from its own installed path, or in $ZROAM_LIBDIR
+# (staged installs, tests). POSIX sh: initramfs-tools runs its hooks with /bin/sh.
+# Definitions only.
+
+# Disks move between buses: the common storage drivers, taken even in host-only images.
+zroam_storage_drivers="ahci nvme virtio_blk virtio_scsi sd_mod xhci_pci ehci_pci usb_storage uas"
+# ZFS on LUKS: zroam opens the containers itself (dm-crypt and the usual LUKS ciphers).
+zroam_luks_drivers="dm_crypt xts algif_skcipher"
+
+# The zroam binary to install: ZROAM_BIN overrides (staged installs, tests), else PATH,
+# else make install's default. Prints the path; the caller checks it.
+zroam_bin() {
+    echo "${ZROAM_BIN:-$(command -v zroam || echo /usr/local/sbin/zroam)}"
+}
+
+# glibc loads libgcc_s at run time for zpool's threads; ldd does not list it. Prints the
+# first that exists (Arch's, then Debian's multiarch ones); fails if there is none.
+zroam_libgcc_s() (
+    for l in /usr/lib/libgcc_s.so.1 /lib/x86_64-linux-gnu/libgcc_s.so.1 \
+        /usr/lib/x86_64-linux-gnu/libgcc_s.so.1; do
+        [ -e "$l" ] && { echo "$l"; return 0; }
+    done
+    return 1
+)
