@@ -19,12 +19,12 @@ BENCH_RUNS sets the default number of boots per path and scenario (5).
 import json
 import os
 import platform
+import shutil
 import statistics
-import subprocess
 import sys
 import time
 
-import boot_lab as bl
+from vmlab import Lab, exit_on_signal, generator_initrd, generator_lab, kver, log
 
 PATHS = {
     # name: (how the ramdisk is made, zroam inside?)
@@ -41,13 +41,6 @@ APPEND = "root=ZFS=rpool/ROOT/debian"
 TARGETS = {"ratio": 0.8, "cpu_ms": 50.0, "probe_ratio": 2.0, "binary_mib": 2.0, "rss_mib": 8.0}
 
 
-def blank(lab, tag, i):
-    p = os.path.join(lab.work, f"{tag}-blank{i}.img")
-    with open(p, "wb") as f:
-        f.truncate(256 << 20)
-    return p
-
-
 def disks(lab, scenario, tag):
     if scenario == "in-place":
         return [(lab.disk("mirror", 0, tag), "virtio"), (lab.disk("mirror", 1, tag), "virtio")]
@@ -56,16 +49,15 @@ def disks(lab, scenario, tag):
     n = int(scenario.split("-")[1])
     if n == 1:
         return [(lab.disk("single", 0, tag), "scsi")]
-    mid = [(blank(lab, tag, i), "scsi") for i in range(n - 2)]
+    mid = [(lab.blank(f"{tag}-{i}", 256 << 20), "scsi") for i in range(n - 2)]
     return [(lab.disk("mirror", 0, tag), "scsi")] + mid + [(lab.disk("mirror", 1, tag), "scsi")]
 
 
 def lab_for(binary, path):
     how, _ = PATHS[path]
     if how is None:
-        return bl.Lab(binary)
-    img = bl.sh("bash", os.path.join(bl.HERE, "gen-images.sh"), binary, *how).strip()
-    return bl.Lab(binary, initrd=img, base=bl.base_args(how[0]))
+        return Lab(binary)
+    return generator_lab(binary, how[0], generator_initrd(binary, *how))
 
 
 def one_boot(lab, path, scenario, run):
@@ -93,7 +85,7 @@ def one_boot(lab, path, scenario, run):
         if rep.get("outcome") not in ("booted", "mounted"):
             rec["ok"] = False
     if not rec["ok"]:
-        bl.log(f"{tag}: did not boot the BE (serial log in {lab.work})")
+        log(f"{tag}: did not boot the BE (serial log in {lab.work})")
     return rec
 
 
@@ -191,6 +183,7 @@ def parse(argv):
 
 
 def main():
+    exit_on_signal()
     o = parse(sys.argv[1:])
     if o is None:
         print(__doc__, file=sys.stderr)
@@ -206,11 +199,11 @@ def main():
         for s in o["scenarios"]:
             for p in o["paths"]:
                 rec = one_boot(labs[p], p, s, run)
-                bl.log(f"run {run + 1}/{o['runs']} {s} {p}: " + (f"init at {rec['init_s']} s" if rec["ok"] else "FAILED"))
+                log(f"run {run + 1}/{o['runs']} {s} {p}: " + (f"init at {rec['init_s']} s" if rec["ok"] else "FAILED"))
                 recs.append(rec)
     rows = summarize(recs, o["paths"], o["scenarios"])
     print(f"\nzroam boot benchmark, {time.strftime('%Y-%m-%d')}, {o['runs']} boots each, "
-          f"{os.cpu_count()} host CPUs, QEMU TCG, guest kernel {bl.KVER}")
+          f"{os.cpu_count()} host CPUs, QEMU TCG, guest kernel {kver()}")
     print_tables(rows, sizes)
     tg = targets(rows, sizes)
     print("\ntargets:")
@@ -222,13 +215,13 @@ def main():
     os.makedirs(os.path.dirname(o["json"]), exist_ok=True)
     with open(o["json"], "w") as f:
         json.dump({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
-                   "host_cpus": os.cpu_count(), "guest_kernel": bl.KVER, "runs": o["runs"], "append": APPEND,
+                   "host_cpus": os.cpu_count(), "guest_kernel": kver(), "runs": o["runs"], "append": APPEND,
                    "sizes": sizes, "rows": rows, "targets": [dict(zip(("name", "measured", "limit", "met"), t)) for t in tg],
                    "boots": recs}, f, indent=1)
     print(f"JSON: {o['json']} ({time.monotonic() - t0:.0f} s)")
     if not failed_boots:
         for lab in labs.values():
-            subprocess.run(["rm", "-rf", lab.work])
+            shutil.rmtree(lab.work, ignore_errors=True)
     # A stock path that cannot boot a scenario is a finding, not a broken benchmark.
     zroam_failed = [f for f in failed_boots if f.startswith("zroam-")]
     return 0 if all(t[3] for t in tg) and not zroam_failed else 1

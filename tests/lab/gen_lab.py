@@ -19,7 +19,8 @@ import shutil
 import sys
 import time
 
-import boot_lab as bl
+import boot_lab
+from vmlab import BOOT_SETS, HERE, boot_images, generator_initrd, generator_lab, lab_args, log, print_table, run_scenario, sh
 
 KINDS = ["dracut-systemd", "dracut-shell", "initramfs-tools"]
 SCENARIOS = ["1-mirror", "2-usb-degraded", "5-foreign-stick", "6-name-collision", "12-luks-mirror"]
@@ -30,15 +31,14 @@ MKINITCPIO_CALLS = ["add_binary zpool", "add_binary zfs", "add_module zfs", "add
 def image(binary, case):
     """The ramdisk for a case, and the scenarios it boots."""
     if case == "mkinitcpio":
-        img = bl.sh("bash", os.path.join(bl.HERE, "..", "mkinitcpio", "harness.sh"), binary).strip()
+        img = sh("bash", os.path.join(HERE, "..", "mkinitcpio", "harness.sh"), binary).strip()
         calls = open(img + ".calls").read().splitlines()
         missing = [c for c in MKINITCPIO_CALLS if c not in calls]
         if not any(c.startswith("add_binary ") and c.endswith(" /usr/bin/zroam") for c in calls):
             missing.append("add_binary … /usr/bin/zroam")
         return img, ["2-usb-degraded"], missing
     kind, stock = case.rsplit("-", 1)
-    img = bl.sh("bash", os.path.join(bl.HERE, "gen-images.sh"), binary, kind, stock).strip()
-    return img, SCENARIOS, []
+    return generator_initrd(binary, kind, stock), SCENARIOS, []
 
 
 def run_case(binary, case):
@@ -46,21 +46,21 @@ def run_case(binary, case):
     try:
         initrd, scenarios, missing = image(binary, case)
     except Exception as x:
-        bl.log(f"{case}: cannot build the image: {x}")
+        log(f"{case}: cannot build the image: {x}")
         return [(case, "image", "FAIL", "-", "0", str(x))]
-    lab = bl.Lab(binary, initrd=initrd, outcome="mounted", base=bl.base_args(case))
+    lab = generator_lab(binary, case, initrd)
     rows = []
     if missing:
         rows.append((case, "build API calls", "FAIL", "-", "0", "not called: " + ", ".join(missing)))
-        bl.log(f"{case}: the install hook did not call: {', '.join(missing)}")
-    rows += [bl.run_scenario(n, bl.SCENARIOS[n], lab, prefix=f"{case} ") for n in scenarios]
+        log(f"{case}: the install hook did not call: {', '.join(missing)}")
+    rows += [run_scenario(n, boot_lab.SCENARIOS[n], lab, prefix=f"{case} ") for n in scenarios]
     if all(r[2] == "ok" for r in rows):
         shutil.rmtree(lab.work, ignore_errors=True)
     return rows
 
 
 def main():
-    parsed = bl.lab_args(__doc__)
+    parsed = lab_args(__doc__)
     if parsed is None:
         return 2
     binary, args = parsed
@@ -69,10 +69,10 @@ def main():
     jobs = int(os.environ.get("LAB_JOBS", "2"))
     t0 = time.monotonic()
     # The pool images once, before the workers share them.
-    bl.sh("bash", os.path.join(bl.HERE, "boot-images.sh"), "mirror", "single", "foreign", "mmp", "luks", "native", "keyfile")
+    boot_images(*BOOT_SETS)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         rows = [row for rs in pool.map(lambda c: run_case(binary, c), cases) for row in rs]
-    failed = bl.print_table("lab-gen", rows, t0)
+    failed = print_table("lab-gen", rows, t0)
     return 1 if failed else 0
 
 

@@ -3,10 +3,11 @@
 
 The pool images are made by real zpool/zfs in the builder VM (tests/fixtures/capture.sh,
 cached in $ZROAM_LAB_CACHE). Each scenario's ZFS partitions are attached as loop devices at
-the partition's offset (partition scanning of loop devices does not work here), then zroam
-enumerates /sys/class/block like at boot. The oracle is OpenZFS's own `zdb -l` on the same
-loop devices: every pool name and GUID it reports must be in zroam's report, with the pool
-state the scenario was built to have.
+the partition's offset (partition scanning of loop devices does not work here), and zroam
+probes exactly those (`--dev`): the host's other block devices and pools, and loop devices
+left over from an earlier run, are never part of the verdict. The oracle is OpenZFS's own
+`zdb -l` on the same loop devices: every pool name and GUID it reports must be in zroam's
+report, with the pool state the scenario was built to have.
 
 Usage: probe_loop.py ZROAM_BINARY
 """
@@ -17,8 +18,8 @@ import subprocess
 import sys
 import time
 
-CACHE = os.environ.get("ZROAM_LAB_CACHE", "/var/cache/zroam-lab")
-HERE = os.path.dirname(os.path.abspath(__file__))
+from vmlab import CACHE, HERE, exit_on_signal, partitions, sh
+
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 # What each scenario was built to be: (health, state, boot candidate, disks attached).
@@ -39,31 +40,42 @@ EXPECT = {
 }
 
 
-def run(*cmd, check=True):
-    return subprocess.run(cmd, check=check, capture_output=True, text=True)
-
-
 def zfs_partitions(img):
-    """(offset, size) in bytes of each ZFS partition of a disk image, read by sgdisk."""
-    out = run("sgdisk", "-p", img).stdout
-    sector = int(re.search(r"Sector size \(logical\): (\d+)", out).group(1))
-    parts = []
-    for line in out.splitlines():
-        m = re.match(r"\s*(\d+)\s+(\d+)\s+(\d+)\s+\S+\s+\S+\s+(BF0[0-9])\b", line)
-        if m:
-            first, last = int(m.group(2)), int(m.group(3))
-            parts.append((first * sector, (last - first + 1) * sector))
-    return parts
+    """(offset, size) in bytes of each ZFS partition (type BF0x) of a disk image."""
+    return [(off, size) for _, (off, size, code) in sorted(partitions(img).items()) if code.startswith("BF0")]
 
 
 def zdb_pools(dev):
     """(name, pool_guid) from zdb -l, or None when zdb finds no label."""
-    out = run("zdb", "-l", dev, check=False).stdout
+    out = subprocess.run(["zdb", "-l", dev], capture_output=True, text=True).stdout
     name = re.search(r"^\s+name: '([^']*)'", out, re.M)
     guid = re.search(r"^\s+pool_guid: (\d+)", out, re.M)
     if not name or not guid:
         return None
     return name.group(1), int(guid.group(1))
+
+
+class Loops:
+    """Read-only loop devices over image partitions; on exit, these (and only these) are
+    detached, whatever happened in between."""
+
+    def __init__(self):
+        self.devs = []
+
+    def attach_zfs(self, img):
+        for off, size in zfs_partitions(img):
+            self.devs.append(sh("losetup", "-f", "--show", "-r", "-o", str(off), "--sizelimit", str(size), img).strip())
+
+    def probe(self, binary):
+        """zroam's report on these loop devices alone."""
+        return json.loads(sh(binary, "probe", "--json", *(a for d in self.devs for a in ("--dev", d))))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        for d in self.devs:
+            subprocess.run(["losetup", "-d", d], capture_output=True)
 
 
 def scenario_images(scen):
@@ -79,18 +91,16 @@ def check_scenario(binary, scen, results):
     imgs = scenario_images(scen)
     if ndisks:
         imgs = imgs[:ndisks]
-    loops = []
-    try:
+    with Loops() as loops:
         for img in imgs:
-            for off, size in zfs_partitions(img):
-                loops.append(run("losetup", "-f", "--show", "-r", "-o", str(off),
-                                 "--sizelimit", str(size), img).stdout.strip())
+            loops.attach_zfs(img)
         t = time.monotonic()
-        rep = json.loads(run(binary, "probe", "--json").stdout)
+        rep = loops.probe(binary)
         ms = (time.monotonic() - t) * 1000
         devs = {d["node"]: d for d in rep["devices"]}
         fails = []
-        for loop in loops:
+        guids = set()
+        for loop in loops.devs:
             z = zdb_pools(loop)
             d = devs.get(loop)
             if d is None:
@@ -102,6 +112,7 @@ def check_scenario(binary, scen, results):
                 if label.get("pool_guid") is not None:
                     fails.append(f"{loop}: zdb found no pool, zroam says {label.get('pool_guid')}")
                 continue
+            guids.add(z[1])
             got = (label.get("pool_name"), label.get("pool_guid"))
             if got != z:
                 fails.append(f"{loop}: zdb {z}, zroam {got}")
@@ -114,40 +125,31 @@ def check_scenario(binary, scen, results):
                 fails.append(f"{scen}: pool {p['name']} health={p['health']} state={p['state']} "
                              f"candidate={p['boot_candidate']}, expected {health}/{state}/{candidate}")
         if scen == "mirror-missing":
-            p = rep["pools"][0] if rep["pools"] else {}
+            p = next((p for p in rep["pools"] if p["guid"] in guids), {})
             if len(p.get("missing", [])) != 1:
                 fails.append(f"mirror-missing: expected one missing member, got {p.get('missing')}")
         status = "ok" if not fails else "FAIL"
-        print(f"{status}: {scen}: {len(loops)} loop devices, zroam probe {ms:.0f} ms")
+        print(f"{status}: {scen}: {len(loops.devs)} loop devices, zroam probe {ms:.0f} ms")
         for f in sorted(set(fails)):
             print(f"    {f}")
         results.append(not fails)
-    finally:
-        for loop in loops:
-            run("losetup", "-d", loop, check=False)
 
 
 def check_name_collision(binary, results):
     """Three pools all named rpool, attached at once: each must stay its own pool."""
-    loops = []
-    try:
+    with Loops() as loops:
         for scen in ("single", "active", "mirror-missing"):
-            img = scenario_images(scen)[0]
-            for off, size in zfs_partitions(img):
-                loops.append(run("losetup", "-f", "--show", "-r", "-o", str(off),
-                                 "--sizelimit", str(size), img).stdout.strip())
-        rep = json.loads(run(binary, "probe", "--json").stdout)
-        want = sorted(zdb_pools(l) for l in loops)
+            loops.attach_zfs(scenario_images(scen)[0])
+        rep = loops.probe(binary)
+        want = sorted(zdb_pools(d) for d in loops.devs)
         got = sorted((p["name"], p["guid"]) for p in rep["pools"] if p["name"] == "rpool")
         ok = want == got and len(set(g for _, g in got)) == 3
         print(f"{'ok' if ok else 'FAIL'}: name collision: zdb {want}, zroam {got}")
         results.append(ok)
-    finally:
-        for loop in loops:
-            run("losetup", "-d", loop, check=False)
 
 
 def main():
+    exit_on_signal()
     binary = os.path.abspath(sys.argv[1])
     # Make sure the pool images exist (built once by real zpool in the builder VM, cached).
     subprocess.run(["bash", os.path.join(ROOT, "tests/fixtures/capture.sh"), "--images-only"], check=True)

@@ -1,0 +1,527 @@
+"""The VM lab's shared machinery: QEMU/TCG guests on the serial console, their disks and
+ramdisks, the results a boot leaves (serial log, /run/zroam/report.json), the assertions
+the suites share, and the suite runner. The boot, generator, ESP and bench labs import it;
+each of those files holds only its own scenarios.
+
+Hermeticity: a lab judges only what it made. Guests see only the disk copies handed to
+them; every QEMU process started here is killed when its boot ends or the run is
+interrupted; work dirs are private (kept on failure for their logs).
+"""
+import atexit
+import functools
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CACHE = os.environ.get("ZROAM_LAB_CACHE", "/var/cache/zroam-lab")
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+# The lab's hostids: the builder's for "our" pools, and another host's.
+OURS, FOREIGN = "5eed1234", "0badcafe"
+# The pool sets (boot-images.sh) every boot lab loads.
+BOOT_SETS = ("mirror", "single", "foreign", "mmp", "luks", "native", "keyfile")
+SHELL_CMD = ("echo ZROAM-REPORT-''BEGIN; cat /run/zroam/report.json; echo; echo ZROAM-REPORT-''END; "
+             "poweroff -f || { echo 1 >/proc/sys/kernel/sysrq; echo o >/proc/sysrq-trigger; }\n")
+SULOGIN = "Press Enter for maintenance"
+QEMU_CRASH = re.compile(r"qemu-system-x86_64: .*Assertion .* failed")
+# Emergency-shell prompts: zroam's own, dracut's (with and without systemd), initramfs-tools',
+# the mkinitcpio harness's.
+PROMPTS = r"zroam# |dracut:/# |:/# |sh-[0-9.]+# |\(initramfs\) |\[rootfs \S*\]# "
+# panic=-1: a kernel panic (or init exiting) ends the VM at once instead of hanging.
+BASE_ARGS = "console=ttyS0 panic=-1 loglevel=4"
+
+
+def log(msg):
+    print(f"lab: {msg}", file=sys.stderr, flush=True)
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, text=True, capture_output=True, **kw).stdout
+
+
+@functools.lru_cache(None)
+def kver():
+    """The guest kernel: the newest installed one with a DKMS-built zfs.ko."""
+    return sh(os.path.join(HERE, "guest-kernel.sh")).strip()
+
+
+def kernel():
+    return f"/boot/vmlinuz-{kver()}"
+
+
+# --- disk images -----------------------------------------------------------------------
+
+def partitions(img):
+    """{number: (offset, size, type code)} in bytes, from the image's GPT (sgdisk -p)."""
+    out = sh("sgdisk", "-p", img)
+    sector = int(re.search(r"Sector size \(logical\): (\d+)", out).group(1))
+    parts = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*(\d+)\s+(\d+)\s+(\d+)\s+\S+\s+\S+\s+([0-9A-F]{4})\b", line)
+        if m:
+            first, last = int(m.group(2)), int(m.group(3))
+            parts[int(m.group(1))] = (first * sector, (last - first + 1) * sector, m.group(4))
+    return parts
+
+
+def part_geom(img, n):
+    """(offset, size) in bytes of partition n."""
+    return partitions(img)[n][:2]
+
+
+def partuuid(img, n=1):
+    for line in sh("sgdisk", "-i", str(n), img).splitlines():
+        if line.startswith("Partition unique GUID:"):
+            return line.split(":", 1)[1].strip().lower()
+    raise ValueError(img)
+
+
+def boot_images(*names):
+    """{set: manifest (+ "dir")} of boot-images.sh's pool sets, built in the builder VM once."""
+    images = {}
+    for line in sh("bash", os.path.join(HERE, "boot-images.sh"), *names).splitlines():
+        name, d = line.split()
+        with open(os.path.join(d, "manifest.json")) as f:
+            images[name] = json.load(f)
+        images[name]["dir"] = d
+    return images
+
+
+# --- ramdisks --------------------------------------------------------------------------
+
+def cpio_gz(root, names):
+    """A gzip'd newc cpio of `names` (bytes, one a line) under root."""
+    cp = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root, input=names, check=True, capture_output=True)
+    return subprocess.run(["gzip", "-1"], input=cp.stdout, check=True, capture_output=True).stdout
+
+
+def write_files(root, files):
+    for path, data in files.items():
+        p = os.path.join(root, path.lstrip("/"))
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+
+
+def extra_cpio(work, files):
+    """{path: bytes} as a gzip'd cpio to append to a ramdisk: later entries replace earlier ones."""
+    root = tempfile.mkdtemp(dir=work)
+    write_files(root, files)
+    names = subprocess.run(["find", "."], cwd=root, check=True, capture_output=True).stdout
+    return cpio_gz(root, names)
+
+
+def concat(out, *parts):
+    """A ramdisk of several archives back to back (the kernel unpacks each); parts are paths or bytes."""
+    with open(out, "wb") as o:
+        for p in parts:
+            if isinstance(p, bytes):
+                o.write(p)
+            else:
+                with open(p, "rb") as f:
+                    o.write(f.read())
+    return out
+
+
+# --- QEMU ------------------------------------------------------------------------------
+
+_live = set()  # QEMU processes of this run that are still up
+_stopping = False
+
+
+def _kill_live():
+    for p in list(_live):
+        p.kill()
+
+
+atexit.register(_kill_live)
+
+
+def exit_on_signal():
+    """SIGTERM/SIGHUP/SIGINT end the run with every guest killed and the `finally`s run (loop
+    devices detached): a killed run must leave nothing that slows or confuses the next one."""
+    def stop(sig, _frame):
+        global _stopping
+        _stopping = True
+        _kill_live()
+        raise SystemExit(128 + sig)
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(s, stop)
+
+
+class Vm:
+    """One QEMU guest on the serial console; `expect` reads until a pattern (or the end)."""
+
+    def __init__(self, args, work):
+        if _stopping:  # worker threads must not start guests once the run is stopping
+            raise RuntimeError("the lab run is stopping")
+        self.out = b""
+        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=work)
+        _live.add(self.p)
+
+    def pump(self, until):
+        while time.monotonic() < until:
+            r, _, _ = select.select([self.p.stdout], [], [], max(0.0, min(0.2, until - time.monotonic())))
+            if r:
+                b = os.read(self.p.stdout.fileno(), 65536)
+                if not b:
+                    return False
+                self.out += b
+                return True
+            if self.p.poll() is not None:
+                return False
+        return True
+
+    def wait(self, seconds):
+        """Reads the console for `seconds`."""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until and self.pump(until):
+            pass
+
+    def expect(self, pattern, timeout, since=0):
+        """Reads until `pattern` shows up in the output after byte `since` (or the end)."""
+        until = time.monotonic() + timeout
+        rx = re.compile(pattern.encode())
+        while not rx.search(self.out, since):
+            if not self.pump(until) and not rx.search(self.out, since):
+                return False
+            if time.monotonic() >= until:
+                return bool(rx.search(self.out, since))
+        return True
+
+    def send(self, text):
+        self.p.stdin.write(text.encode())
+        self.p.stdin.flush()
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+        _live.discard(self.p)
+
+    def finish(self, timeout):
+        """Reads to the end (at most `timeout` s), then the guest is gone; returns the console."""
+        self.wait(timeout)
+        self.kill()
+        return self.out.decode(errors="replace")
+
+
+def base_args(generator):
+    """The base command line for a generator's image: initramfs-tools' panic() reboots when
+    panic= is set, instead of opening its shell, so its images boot without it."""
+    return BASE_ARGS.replace(" panic=-1", "") if generator.startswith("initramfs-tools") else BASE_ARGS
+
+
+def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, monitor=None, usb_bus=False, locking=True):
+    """disks: [(image, bus)] or [(image, bus, bootindex)]; the bootindex form (None: no index)
+    attaches virtio disks as -device so that the firmware can order them. firmware: a
+    private copy of OVMF's variables to boot through UEFI; without it the guest kernel boots
+    directly with `initrd` and the command line `base append`."""
+    a = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "1024",
+         "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"]
+    if firmware:
+        a += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+              "-drive", f"if=pflash,format=raw,unit=1,file={firmware}"]
+    else:
+        a += ["-kernel", kernel(), "-initrd", initrd, "-append", f"{base} {append}"]
+    cache = "cache=unsafe" if locking else "cache=none,file.locking=off"
+    buses = {d[1] for d in disks}
+    if "sata" in buses:
+        a += ["-device", "ahci,id=ahci"]
+    if "usb" in buses or usb_bus:
+        a += ["-device", "qemu-xhci,id=xhci"]
+    if "scsi" in buses:
+        a += ["-device", "virtio-scsi-pci,id=vscsi"]
+    nsata = nlun = 0
+    for i, (img, bus, *index) in enumerate(disks):
+        drive = f"if=none,id=d{i},file={img},format=raw,{cache}"
+        boot = f",bootindex={index[0]}" if index and index[0] is not None else ""
+        if bus == "virtio" and not index:
+            a += ["-drive", f"file={img},format=raw,if=virtio,{cache}"]
+        elif bus == "virtio":
+            a += ["-drive", drive, "-device", f"virtio-blk-pci,drive=d{i}{boot}"]
+        elif bus == "sata":
+            a += ["-drive", drive, "-device", f"ide-hd,drive=d{i},bus=ahci.{nsata}"]
+            nsata += 1
+        elif bus == "nvme":
+            a += ["-drive", drive, "-device", f"nvme,drive=d{i},serial=n{i}"]
+        elif bus == "scsi":
+            # LUNs of one virtio-scsi target, as a disk shelf presents them.
+            a += ["-drive", drive, "-device", f"scsi-hd,drive=d{i},bus=vscsi.0,channel=0,scsi-id=0,lun={nlun}"]
+            nlun += 1
+        elif bus == "usb":
+            a += ["-drive", drive, "-device", f"usb-storage,drive=d{i}{boot},bus=xhci.0"]
+        else:
+            raise ValueError(bus)
+    if monitor:
+        a += ["-monitor", f"unix:{monitor},server,nowait"]
+    return a
+
+
+def monitor_cmd(path, cmd):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.settimeout(5)
+    time.sleep(0.2)
+    s.recv(65536)
+    s.sendall(cmd.encode() + b"\n")
+    time.sleep(0.3)
+    out = s.recv(65536).decode(errors="replace")
+    s.close()
+    return out
+
+
+# --- what a boot leaves ----------------------------------------------------------------
+
+def between(text, begin, end):
+    i = text.rfind(begin)
+    j = text.find(end, i + 1) if i >= 0 else -1
+    return text[i + len(begin):j] if i >= 0 and j > i else None
+
+
+class Result:
+    def __init__(self, serial, wall, prompt=PROMPTS, outcome="booted"):
+        self.serial = serial
+        # zroam as /init switches root itself ("booted"); in a generator's hook it stops
+        # after mounting ("mounted") and the generator switches.
+        self.expected_outcome = outcome
+        self.wall = wall
+        self.answered = []
+        m = re.search(r"ZROAM-BE-INIT be=(\S+) uptime=(\S+) root=(\S+) child=(\S+)", serial)
+        self.be = m and dict(be=m.group(1), uptime=float(m.group(2)), root=m.group(3), child=m.group(4))
+        raw = between(serial, "ZROAM-REPORT-BEGIN", "ZROAM-REPORT-END")
+        try:
+            self.report = json.loads(raw.replace("\r", "")) if raw and raw.strip() else None
+        except json.JSONDecodeError:
+            self.report = None
+        self.shell = re.search(f"{prompt}|{SULOGIN}", serial) is not None
+
+    def chosen_pool(self):
+        r = self.report or {}
+        guid = (r.get("pool") or {}).get("guid")
+        for p in ((r.get("probe") or {}).get("pools") or []):
+            if p["guid"] == guid:
+                return p
+        return None
+
+
+# --- the lab ---------------------------------------------------------------------------
+
+class Lab:
+    """A ramdisk, the pool images and a private work dir (disk copies, serial logs)."""
+
+    def __init__(self, binary, initrd=None, prompt=PROMPTS, outcome="booted", base=BASE_ARGS, sets=BOOT_SETS):
+        self.binary = binary
+        self.base = base
+        self.outcome = outcome
+        self.prompt = prompt
+        self.initrd = initrd or sh("bash", os.path.join(HERE, "boot-initrd.sh"), binary).strip()
+        self.images = boot_images(*sets)
+        self.work = tempfile.mkdtemp(prefix="zroam-boot-", dir=os.environ.get("TMPDIR", "/tmp"))
+
+    def disk(self, image, n, tag):
+        """A private copy of disk n of an image set (boots write to their disks)."""
+        src = self.images[image]["disks"][n]["image"]
+        dst = os.path.join(self.work, f"{tag}-{image}-{n}.img")
+        subprocess.run(["cp", "--sparse=always", src, dst], check=True)
+        return dst
+
+    def blank(self, tag, size=64 << 20):
+        """An empty (sparse) disk."""
+        p = os.path.join(self.work, f"{tag}-blank.img")
+        with open(p, "wb") as f:
+            f.truncate(size)
+        return p
+
+    def guid(self, image):
+        return self.images[image]["pool_guid"]
+
+    def boot(self, tag, disks, append="root=zfs:AUTO", extra=None, hotplug=None, timeout=150, locking=True, on_shell=SHELL_CMD,
+             answers=(), firmware=False, kill_on=None):
+        """Boots the disks; returns a Result. extra: files added to the ramdisk; hotplug:
+        (delay s, image) plugged over USB once zroam waits; answers: [(question regex, text)]
+        typed in order; firmware: boot through OVMF (the ESP's loader) instead of -kernel;
+        kill_on: pull the plug when this pattern shows up."""
+        initrd = self.initrd
+        if extra:
+            initrd = concat(os.path.join(self.work, f"{tag}-initrd"), self.initrd, extra_cpio(self.work, extra))
+        mon = os.path.join(self.work, f"{tag}.mon") if hotplug else None
+        vars_copy = None
+        if firmware:
+            vars_copy = os.path.join(self.work, f"{tag}-vars.fd")
+            shutil.copy(OVMF_VARS, vars_copy)
+        args = qemu_args(disks, initrd, append, base=self.base, firmware=vars_copy, monitor=mon, usb_bus=bool(hotplug),
+                         locking=locking)
+        for attempt in (1, 2):
+            r = self.run_vm(tag, args, mon, hotplug, timeout, on_shell, answers, kill_on)
+            # QEMU's TCG sometimes trips an internal assertion before the guest runs: that
+            # is the emulator failing, not the boot; once more.
+            if attempt == 1 and QEMU_CRASH.search(r.serial) and "zroam" not in r.serial.lower():
+                log(f"{tag}: QEMU crashed ({QEMU_CRASH.search(r.serial).group(0)}); booting again")
+                continue
+            return r
+
+    def run_vm(self, tag, args, mon, hotplug, timeout, on_shell, answers=(), kill_on=None):
+        t0 = time.monotonic()
+        vm = Vm(args, self.work)
+        answered = []
+        try:
+            if hotplug:
+                delay, img = hotplug
+                vm.expect("zroam: waiting", 60)
+                vm.wait(t0 + delay - time.monotonic())
+                monitor_cmd(mon, f"drive_add 0 if=none,id=hp0,file={img},format=raw,cache=unsafe")
+                monitor_cmd(mon, "device_add usb-storage,drive=hp0,id=hpdev,bus=xhci.0")
+                log(f"{tag}: hot-plugged {os.path.basename(img)} over USB at {time.monotonic() - t0:.1f} s")
+            if kill_on:
+                vm.expect(kill_on, timeout)
+                time.sleep(0.3)
+                vm.p.kill()
+            else:
+                self.converse(vm, timeout, on_shell, answers, answered)
+            serial = vm.finish(30)
+        finally:
+            vm.kill()
+        with open(os.path.join(self.work, f"{tag}.serial.log"), "w") as f:
+            f.write(serial)
+        r = Result(serial, time.monotonic() - t0, self.prompt, self.outcome)
+        r.answered = answered
+        return r
+
+    def converse(self, vm, timeout, on_shell, answers, answered):
+        """Answers the console's questions, then waits for the BE's init or a shell (which gets on_shell)."""
+        # Questions on the console (a passphrase prompt) get their answers, in order, each
+        # typed once its question shows up.
+        mark = 0
+        end = f"ZROAM-BE-INIT|{self.prompt}|{SULOGIN}"
+        for question, answer in answers:
+            if not vm.expect(f"{question}|{end}", timeout, since=mark):
+                break
+            q = re.search(question.encode(), vm.out[mark:])
+            e = re.search(end.encode(), vm.out[mark:])
+            if not q or (e and e.start() < q.start()):
+                break
+            mark += q.end()
+            # Type as a person would, a moment after the question: systemd's console agent
+            # prints its prompt before it turns echo off, so an instant answer is echoed.
+            # (zroam's own prompt turns echo off first.)
+            vm.wait(1)
+            vm.send(answer + "\n")
+            answered.append(question)
+        # Either the BE's init runs (and powers off) or the emergency shell opens.
+        if vm.expect(end, timeout, since=mark) and b"ZROAM-BE-INIT" not in vm.out:
+            if re.search(SULOGIN.encode(), vm.out):
+                # systemd's emergency.service without a root password: Enter gives the shell.
+                # An Enter typed before sulogin reads is lost: give it a moment, and retry.
+                for _ in range(3):
+                    vm.wait(1)
+                    mark = len(vm.out)
+                    vm.send("\n")
+                    if vm.expect(r"# ", 10, since=mark):
+                        break
+            vm.send(on_shell)
+
+
+def generator_initrd(binary, kind, stock):
+    """The ramdisk a real generator made (gen-images.sh KIND STOCK), cached."""
+    return sh("bash", os.path.join(HERE, "gen-images.sh"), binary, kind, stock).strip()
+
+
+def generator_lab(binary, generator, initrd):
+    """A Lab booting a generator's ramdisk (generator: a gen-images.sh KIND, or a case named
+    after it); zroam in a generator's hook stops after mounting."""
+    return Lab(binary, initrd=initrd, outcome="mounted", base=base_args(generator))
+
+
+# --- assertions ------------------------------------------------------------------------
+
+def check(cond, what, errors):
+    if not cond:
+        errors.append(what)
+
+
+def booted(r, be, errors, root="rw", child=None):
+    check(r.be is not None, "the BE's init never ran", errors)
+    if r.be:
+        check(r.be["be"] == be, f"booted BE {r.be['be']}, expected {be}", errors)
+        check(r.be["root"] == root, f"root mounted {r.be['root']}, expected {root}", errors)
+        if child is not None:
+            check(r.be["child"] == child, f"child dataset mounted: {r.be['child']}, expected {child}", errors)
+    got = (r.report or {}).get("outcome")
+    check(got == r.expected_outcome, f"report outcome {got}, expected {r.expected_outcome}", errors)
+
+
+def refused(r, stage, errors, words=()):
+    check(r.be is None, "a BE booted although zroam should have refused", errors)
+    check(r.shell, "no emergency shell", errors)
+    rep = r.report or {}
+    f = rep.get("failure") or {}
+    check(f.get("stage") == stage, f"failure stage {f.get('stage')}, expected {stage}", errors)
+    text = json.dumps(f)
+    for w in words:
+        check(w.lower() in text.lower(), f"failure does not mention {w!r}: {f.get('message')} / {f.get('hint')}", errors)
+    check(not rep.get("mounts"), "something was mounted", errors)
+
+
+# --- suites ----------------------------------------------------------------------------
+
+def run_scenario(name, fn, lab, prefix=""):
+    """Runs one scenario: a row (case, scenario, result, BE init uptime, wall s, note)."""
+    e = []
+    t = time.monotonic()
+    try:
+        r = fn(lab, e)
+    except Exception as x:  # a broken scenario is a failure, not a crash of the suite
+        r, e = None, e + [f"{type(x).__name__}: {x}"]
+    tti = f"{r.be['uptime']:.2f}" if r and r.be else "-"
+    note = getattr(r, "note", "") if r else ""
+    if e:
+        log(f"{prefix}{name}: FAIL: " + "; ".join(e) + f" (logs in {lab.work})")
+    else:
+        log(f"{prefix}{name}: ok")
+    return (prefix.strip(), name, "ok" if not e else "FAIL", tti, f"{time.monotonic() - t:.0f}", note)
+
+
+def print_table(suite, rows, t0):
+    """The results table and the summary line; returns the number of failures."""
+    wide = any(r[0] for r in rows)
+    print((f"{'image':<26} " if wide else "") + f"{'scenario':<22} {'result':<6} {'init at (s)':>11} {'wall (s)':>8}  note")
+    for r in rows:
+        print((f"{r[0]:<26} " if wide else "") + f"{r[1]:<22} {r[2]:<6} {r[3]:>11} {r[4]:>8}  {r[5]}")
+    failed = sum(r[2] != "ok" for r in rows)
+    print(f"{suite}: {len(rows) - failed} passed, {failed} failed in {time.monotonic() - t0:.0f} s")
+    return failed
+
+
+def run_suite(suite, lab, scenarios, names, t0):
+    """Runs the named scenarios (all when none are named) one after the other and prints the
+    table; the work dir goes when all passed and stays, with its serial logs, when not."""
+    unknown = [n for n in names if n not in scenarios]
+    if unknown:
+        print(f"{suite}: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(scenarios)}", file=sys.stderr)
+        return 2
+    rows = [run_scenario(n, scenarios[n], lab) for n in names or list(scenarios)]
+    failed = print_table(suite, rows, t0)
+    if not failed:
+        shutil.rmtree(lab.work, ignore_errors=True)
+    return 1 if failed else 0
+
+
+def lab_args(doc):
+    """ZROAM_BINARY [NAME...] from the command line, or None after printing the usage. Also
+    makes a signal end the run cleanly (exit_on_signal)."""
+    exit_on_signal()
+    args = sys.argv[1:]
+    if not args:
+        print(doc, file=sys.stderr)
+        return None
+    return os.path.abspath(args[0]), args[1:]
