@@ -239,6 +239,7 @@ mod tests {
             },
             top_levels: vec![],
             boot_candidate: health != Health::Incomplete,
+            conflicts: vec![],
         }
     }
     fn facts(hostid: u32) -> Facts {

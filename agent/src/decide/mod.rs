@@ -5,4 +5,5 @@ pub mod be;
 pub mod choose;
 pub mod cmdline;
 pub mod import;
+pub mod pin;
 pub mod plan;

@@ -228,6 +228,7 @@ mod tests {
             missing: Vec::new(),
             top_levels: Vec::new(),
             boot_candidate: true,
+            conflicts: Vec::new(),
         };
         ProbeReport { version: "t".into(), elapsed_ms: 0.0, reused: 0, devices, pools: vec![pool], aux: Vec::new(), warnings: Vec::new() }
     }

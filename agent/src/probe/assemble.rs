@@ -77,6 +77,10 @@ pub struct Pool {
     pub top_levels: Vec<TopLevel>,
     /// Importable and in a state a boot may use (not destroyed).
     pub boot_candidate: bool,
+    /// Labels that cannot all be true: the same member on two devices, or two vdev trees
+    /// for the same pool that share no member. A pool with conflicts is never imported.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub conflicts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,6 +213,7 @@ fn pool(guid: u64, devs: &[&Found]) -> Pool {
     for m in members.iter().filter(|m| !m.current) {
         problems.push(format!("{} carries an old label of this pool (guid {}), not used", m.device, m.guid));
     }
+    let conflicts = conflicts(devs, &tops, &top_txg);
     let best_ub = devs.iter().filter_map(|d| d.uberblock.as_ref()).max_by_key(|u| (u.txg, u.timestamp));
     let state = newest.info.state;
     Pool {
@@ -230,7 +235,52 @@ fn pool(guid: u64, devs: &[&Found]) -> Pool {
         top_levels,
         boot_candidate: health != Health::Incomplete
             && matches!(state, PoolState::Active | PoolState::Exported | PoolState::PotentiallyActive),
+        conflicts,
     }
+}
+
+/// What the labels of one pool GUID say that cannot all be true. A member copied with dd
+/// shows up as one vdev GUID on two devices; a pool made elsewhere whose labels were given
+/// this pool's GUID shows up as a vdev tree that shares no member with the others'. A
+/// member that was replaced or detached shares the rest of its tree, and is only stale.
+fn conflicts(devs: &[&Found], tops: &BTreeMap<u64, &Vdev>, top_txg: &BTreeMap<u64, u64>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut by_vdev: BTreeMap<u64, Vec<&Found>> = BTreeMap::new();
+    for d in devs {
+        by_vdev.entry(d.info.guid).or_default().push(d);
+    }
+    for (g, ds) in by_vdev.iter().filter(|(_, ds)| ds.len() > 1) {
+        let seen: Vec<String> = ds.iter().map(|d| format!("{} (txg {})", d.device, d.info.txg)).collect();
+        out.push(format!("member guid {g} is on {} devices: {} (a copy of a disk?)", ds.len(), seen.join(", ")));
+    }
+    for d in devs {
+        let Some(t) = &d.info.top else { continue };
+        let Some(chosen) = tops.get(&t.id) else { continue };
+        let chosen_leaves: HashSet<u64> = chosen.leaves().iter().map(|l| l.guid).collect();
+        if chosen_leaves.contains(&d.info.guid) {
+            continue;
+        }
+        let own: HashSet<u64> = t.leaves().iter().map(|l| l.guid).collect();
+        if own.is_disjoint(&chosen_leaves) {
+            let by = devs.iter().find(|x| x.info.top.as_ref().is_some_and(|xt| xt.id == t.id) && Some(&x.info.txg) == top_txg.get(&t.id));
+            out.push(format!(
+                "{} (txg {}) says top-level vdev {} is {}; {} (txg {}) says it is {}: these labels describe two different pools with one GUID",
+                d.device,
+                d.info.txg,
+                t.id,
+                leaf_list(t),
+                by.map_or("another device", |x| x.device.as_str()),
+                top_txg.get(&t.id).copied().unwrap_or_default(),
+                leaf_list(chosen)
+            ));
+        }
+    }
+    out
+}
+
+fn leaf_list(v: &Vdev) -> String {
+    let l: Vec<String> = v.leaves().iter().map(|l| l.guid.to_string()).collect();
+    format!("{{{}}}", l.join(", "))
 }
 
 #[cfg(test)]
@@ -296,6 +346,36 @@ mod tests {
         let p = &a.pools[0];
         assert_eq!(p.health, Health::Degraded);
         assert!(!p.members.iter().find(|m| m.device == "/dev/z").unwrap().current);
+    }
+
+    #[test]
+    fn a_member_on_two_devices_is_a_conflict() {
+        let m = node("mirror", 0, 10, None, vec![leaf(1, "/dev/a"), leaf(2, "/dev/b")]);
+        // A dd copy of the second disk beside both originals, identical or not.
+        for copy_txg in [9, 7] {
+            let a =
+                assemble(&[dev("/dev/x", 1, 9, m.clone(), 1), dev("/dev/y", 2, 9, m.clone(), 1), dev("/dev/z", 2, copy_txg, m.clone(), 1)]);
+            let c = &a.pools[0].conflicts;
+            assert_eq!(c.len(), 1, "{c:?}");
+            assert!(c[0].contains("member guid 2 is on 2 devices") && c[0].contains("/dev/y") && c[0].contains("/dev/z"), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_forged_label_with_a_newer_txg_is_a_conflict_and_a_stale_member_is_not() {
+        let real = node("mirror", 0, 10, None, vec![leaf(1, "/dev/a"), leaf(2, "/dev/b")]);
+        // Made elsewhere, given this pool's GUID and a higher txg: a one-disk tree.
+        let forged = leaf(99, "/dev/s");
+        let a = assemble(&[dev("/dev/x", 1, 9, real.clone(), 1), dev("/dev/y", 2, 9, real.clone(), 1), dev("/dev/s", 99, 500, forged, 1)]);
+        let p = &a.pools[0];
+        assert_eq!(p.conflicts.len(), 2, "{:?}", p.conflicts);
+        assert!(p.conflicts.iter().all(|c| c.contains("two different pools with one GUID") && c.contains("/dev/s")));
+        // The stale member of the first test shares the rest of its tree: no conflict.
+        let a = assemble(&[
+            dev("/dev/y", 2, 9, real.clone(), 1),
+            dev("/dev/z", 3, 5, node("mirror", 0, 10, None, vec![leaf(3, "/dev/c"), leaf(2, "/dev/b")]), 1),
+        ]);
+        assert!(a.pools[0].conflicts.is_empty(), "{:?}", a.pools[0].conflicts);
     }
 
     #[test]
