@@ -19,6 +19,7 @@ all: build
 
 build:
 	cargo build --release --locked
+	cargo build --release --locked --example forge_label
 
 # Host packages for the VM lab (QEMU, OpenZFS DKMS for the guest kernel, image tools).
 setup:
@@ -59,7 +60,7 @@ fuzz-regress: toolchain
 lab-probe: build setup
 	python3 tests/lab/probe_loop.py $(BIN)
 
-# Real boots under QEMU: zroam as the ramdisk's /init, eleven scenarios (tests/lab/boot_lab.py).
+# Real boots under QEMU: zroam as the ramdisk's /init, every scenario of tests/lab/boot_lab.py.
 lab-boot: build setup
 	python3 tests/lab/boot_lab.py $(BIN) $(SCENARIOS)
 

@@ -69,7 +69,7 @@ impl Report {
 
     pub fn read(path: &Path) -> Result<Report, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("no report at {}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{} is not a report: {e}", path.display()))
+        serde_json::from_str::<Report>(&text).map_err(|e| format!("{} is not a report: {e}", path.display()))
     }
 }
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from vmlab import (FOREIGN, HERE, OURS, Lab, Vm, booted, check, concat, cpio_gz, lab_args, part_geom, qemu_args,
+from vmlab import (FOREIGN, HERE, OURS, PIN, Lab, Vm, booted, check, concat, cpio_gz, lab_args, part_geom, qemu_args,
                    refused, run_suite, sh)
 
 
@@ -84,7 +84,9 @@ def s6_name_collision(lab, e):
 
 
 def s7_hotplug(lab, e):
-    r = lab.boot("s7", [(lab.blank("s7"), "virtio")], hotplug=(10, lab.disk("single", 0, "s7")))
+    # Pinned: the pool is known by GUID, so it is imported as soon as it is complete.
+    r = lab.boot("s7", [(lab.blank("s7"), "virtio")], hotplug=(10, lab.disk("single", 0, "s7")),
+                 extra={PIN: lab.pin("single")})
     booted(r, "debian", e, child="yes")
     rep = r.report or {}
     adds = [ev for ev in rep.get("events", []) if ev["action"] == "add" and ev["device"].startswith("sd")]
@@ -229,6 +231,64 @@ def s15_wrong_passphrase(lab, e):
     return r
 
 
+def trust_of(r):
+    return (r.report or {}).get("trust") or {}
+
+
+def stick_like_root(lab, tag, **fields):
+    """Another host's stick (pool rpool) whose labels were rewritten to claim `fields`."""
+    return lab.forge(lab.disk("foreign", 0, tag), **fields)
+
+
+def s16_same_hostid_stick(lab, e):
+    """A stick named like the root with this system's hostid, on a faster bus than the
+    mirror: without a pin both are seen and refused; with the pin the root boots, always."""
+    real, stick = lab.guid("mirror"), lab.guid("foreign")
+    disks = lambda t: [(stick_like_root(lab, t, hostid=int(OURS, 16)), "virtio"),
+                       (lab.disk("mirror", 0, t), "sata"), (lab.disk("mirror", 1, t), "sata")]
+    r = lab.boot("s16a", disks("s16a"))
+    refused(r, "choose-pool", e, words=[real, stick, "zroam.pool="])
+    check(not (r.report or {}).get("import"), "a pool was imported although the choice was refused", e)
+    runs = []
+    for i in range(5):
+        r2 = lab.boot(f"s16p{i}", disks(f"s16p{i}"), extra={PIN: lab.pin("mirror")})
+        booted(r2, "debian", e, child="yes")
+        got = str(((r2.report or {}).get("pool") or {}).get("guid"))
+        check(got == real, f"run {i}: booted pool {got}, not the pinned {real}", e)
+        check(trust_of(r2).get("pin", {}).get("state") == "active", f"run {i}: pin {trust_of(r2).get('pin')}", e)
+        runs.append((r2.be or {}).get("uptime") or 0)
+    r.note = f"unpinned: refused; pinned: 5 of 5 booted the root (BE init {min(runs):.1f}-{max(runs):.1f} s)"
+    return r
+
+
+def s17_forged_guid_stick(lab, e):
+    """A stick made by zpool create with the root's name, its labels given the root's pool
+    GUID and a far newer txg: refused without a pin, the root with one."""
+    real = lab.guid("mirror")
+    disks = lambda t: [(lab.disk("mirror", 0, t), "virtio"), (lab.disk("mirror", 1, t), "virtio"),
+                       (stick_like_root(lab, t, pool_guid=real, txg=10**9, hostid=int(OURS, 16)), "usb")]
+    r = lab.boot("s17a", disks("s17a"))
+    refused(r, "choose-pool", e, words=["two different pools with one GUID", "/dev/sda", "zroam.ignore="])
+    check(not (r.report or {}).get("import"), "a pool was imported from contradicting labels", e)
+    r2 = lab.boot("s17b", disks("s17b"), extra={PIN: lab.pin("mirror")})
+    booted(r2, "debian", e, child="yes")
+    argv = ((r2.report or {}).get("import") or {}).get("argv", [])
+    check(not any(a.startswith("/dev/sd") for a in argv), f"the forged stick was given to import: {argv}", e)
+    check(any("/dev/sda" in i for i in trust_of(r2).get("ignored", [])), f"trust: {trust_of(r2)}", e)
+    r.note = "unpinned: refused as two pools with one GUID; pinned: the root, stick ignored"
+    return r
+
+
+def s18_dd_copy(lab, e):
+    """A dd copy of one mirror disk beside both originals: refused as a duplicate."""
+    disks = [(lab.disk("mirror", 0, "s18"), "virtio"), (lab.disk("mirror", 1, "s18"), "virtio"),
+             (lab.disk("mirror", 1, "s18c"), "usb")]
+    r = lab.boot("s18", disks)
+    refused(r, "choose-pool", e, words=["is on 2 devices", "/dev/sda2", "/dev/vdb2"])
+    check(not (r.report or {}).get("import"), "a pool was imported with a copied member present", e)
+    return r
+
+
 SCENARIOS = {
     "1-mirror": s1_mirror,
     "2-usb-degraded": s2_usb_degraded,
@@ -245,6 +305,9 @@ SCENARIOS = {
     "13-native-prompt": s13_native_prompt,
     "14-keyfile-on-esp": s14_keyfile_on_esp,
     "15-wrong-passphrase": s15_wrong_passphrase,
+    "16-same-hostid-stick": s16_same_hostid_stick,
+    "17-forged-guid-stick": s17_forged_guid_stick,
+    "18-dd-copy": s18_dd_copy,
 }
 
 

@@ -38,6 +38,8 @@ QEMU_CRASH = re.compile(r"qemu-system-x86_64: .*Assertion .* failed")
 PROMPTS = r"zroam# |dracut:/# |:/# |sh-[0-9.]+# |\(initramfs\) |\[rootfs \S*\]# "
 # panic=-1: a kernel panic (or init exiting) ends the VM at once instead of hanging.
 BASE_ARGS = "console=ttyS0 panic=-1 loglevel=4"
+# Where the generators install the root pin in a ramdisk (zroam's decide::pin::PATH).
+PIN = "/etc/zroam/root.pin"
 
 
 def log(msg):
@@ -327,6 +329,7 @@ class Lab:
         self.initrd = initrd or sh("bash", os.path.join(HERE, "boot-initrd.sh"), binary).strip()
         self.images = boot_images(*sets)
         self.work = tempfile.mkdtemp(prefix="zroam-boot-", dir=os.environ.get("TMPDIR", "/tmp"))
+        self.pins = {}
 
     def disk(self, image, n, tag):
         """A private copy of disk n of an image set (boots write to their disks)."""
@@ -344,6 +347,37 @@ class Lab:
 
     def guid(self, image):
         return self.images[image]["pool_guid"]
+
+    def zfs_partition(self, img):
+        """(offset, size) of the ZFS partition of a disk image (BF01)."""
+        return next((off, size) for off, size, code in partitions(img).values() if code == "BF01")
+
+    def pin(self, image):
+        """The root pin of an image set's pool, as `zroam pin` makes it from the members'
+        labels (each ZFS partition attached read-only as a loop device of its own)."""
+        if image in self.pins:
+            return self.pins[image]
+        loops = []
+        try:
+            for d in self.images[image]["disks"]:
+                off, size = self.zfs_partition(d["image"])
+                loops.append(sh("losetup", "-f", "--show", "-r", "-o", str(off), "--sizelimit", str(size), d["image"]).strip())
+            args = [self.binary, "pin", "--pool", str(self.guid(image))]
+            for lo in loops:
+                args += ["--dev", lo]
+            self.pins[image] = sh(*args).encode()
+        finally:
+            for lo in loops:
+                subprocess.run(["losetup", "-d", lo], check=False)
+        return self.pins[image]
+
+    def forge(self, img, **fields):
+        """Rewrite fields of the ZFS labels on a disk image and seal their checksums again
+        (agent/examples/forge_label.rs): a stick that claims what it is not."""
+        off, size = self.zfs_partition(img)
+        forge = os.path.join(os.path.dirname(self.binary), "examples", "forge_label")
+        sh(forge, img, str(off), str(size), *[f"{k}={v}" for k, v in fields.items()])
+        return img
 
     def boot(self, tag, disks, append="root=zfs:AUTO", extra=None, hotplug=None, timeout=150, locking=True, on_shell=SHELL_CMD,
              answers=(), firmware=False, kill_on=None):

@@ -15,14 +15,14 @@ fn fix_crcs(d: &mut [u8], ss: usize) {
     if let Some(start) = (entry_lba as usize).checked_mul(ss) {
         if let Some(end) = n.checked_mul(sz).and_then(|l| l.checked_add(start)) {
             if end <= d.len() {
-                let c = crc32fast::hash(&d[start..end]);
+                let c = zroam::ondisk::gpt::crc32(&d[start..end]);
                 d[h + 88..h + 92].copy_from_slice(&c.to_le_bytes());
             }
         }
     }
     let hs = (u32::from_le_bytes(d[h + 12..h + 16].try_into().unwrap()) as usize).clamp(92, ss).min(d.len() - h);
     d[h + 16..h + 20].fill(0);
-    let c = crc32fast::hash(&d[h..h + hs]);
+    let c = zroam::ondisk::gpt::crc32(&d[h..h + hs]);
     d[h + 16..h + 20].copy_from_slice(&c.to_le_bytes());
 }
 

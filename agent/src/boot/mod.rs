@@ -20,7 +20,7 @@ mod zfs;
 
 use crate::decide::choose::{Choice, HostidAction};
 use crate::decide::cmdline::{Cmdline, EspMode};
-use crate::decide::plan::System;
+use crate::decide::plan::{Plan, System};
 use crate::esp;
 use crate::keys::Keys;
 use crate::sys::efi::{self, BootedEsp};
@@ -40,11 +40,20 @@ pub struct Options {
     /// Load hardware modules ourselves (PID 1 of our own ramdisk; a generator has udev).
     pub load_hw_modules: bool,
     pub sys: PathBuf,
+    /// The root pin in the ramdisk.
+    pub pin: PathBuf,
 }
 
 impl Options {
     pub fn new(cmdline: Cmdline, sysroot: PathBuf, switch: bool, pid1: bool) -> Self {
-        Options { cmdline, sysroot, switch, load_hw_modules: pid1, sys: PathBuf::from("/sys") }
+        Options {
+            cmdline,
+            sysroot,
+            switch,
+            load_hw_modules: pid1,
+            sys: PathBuf::from("/sys"),
+            pin: PathBuf::from(crate::decide::pin::PATH),
+        }
     }
 }
 
@@ -65,6 +74,11 @@ pub struct Boot {
     zfs_modprobe: Option<run::Pending>,
     /// Passphrases typed, containers opened or given up on, keys loaded, this boot.
     keys: Keys,
+    /// Probe results reused across passes, and how many of the record's events it has seen.
+    cache: crate::probe::Cache,
+    seen_events: usize,
+    /// The probe the decision was made on (the record keeps its JSON form).
+    probe: Option<crate::probe::ProbeReport>,
 }
 
 impl Boot {
@@ -80,6 +94,9 @@ impl Boot {
             discovery_was_busy: false,
             zfs_modprobe: None,
             keys: Keys::default(),
+            cache: crate::probe::Cache::default(),
+            seen_events: 0,
+            probe: None,
         }
     }
 
@@ -98,6 +115,11 @@ impl Boot {
     fn warn(&mut self, w: String) {
         log::warn!("{w}");
         self.record.warnings.push(w);
+    }
+
+    fn keep_probe(&mut self, rep: crate::probe::ProbeReport) {
+        self.record.probe = serde_json::to_value(&rep).ok();
+        self.probe = Some(rep);
     }
 
     fn keep_record(&mut self) {
@@ -137,15 +159,35 @@ impl Boot {
             log::info!("firmware booted the ESP with PARTUUID {} ({})", b.partuuid, b.source);
         }
         self.record.booted_esp = booted.clone();
-        let system = System { hostid: hostid::current(Path::new("/")), booted };
+        let system = System { hostid: hostid::current(Path::new("/")), booted, pin: crate::decide::pin::load(&self.opts.pin) };
+        if let Some(Ok(p)) = &system.pin {
+            log::info!("root pin: pool {} (guid {}), {} member(s)", p.pool_name, p.pool_guid, p.vdevs.len());
+        }
 
-        let (plan, rep) = self.stage(Stage::Wait, |b| b.wait_for_pool(listener.as_ref(), &system))?;
+        // Decide, wait for the zfs module, and decide again just before the import: a
+        // device that appeared meanwhile may change the answer (a second candidate, the
+        // rest of a degraded pool).
+        let (plan, rep) = loop {
+            let (plan, _) = self.stage(Stage::Wait, |b| b.wait_for_pool(listener.as_ref(), &system))?;
+            self.stage(Stage::ZfsModule, |b| b.wait_zfs_module())?;
+            let (again, rep2) = self.pass(&system);
+            self.record.trust = Some(again.trust.clone());
+            let same = |p: &Plan| p.import.as_ref().map(|i| (i.guid, i.devices.clone()));
+            match &again.pool {
+                Choice::Chosen { .. } if same(&again) == same(&plan) => break (again, rep2),
+                Choice::Chosen { guid, .. } if plan.import.as_ref().is_some_and(|i| i.guid == *guid) && again.import.is_some() => {
+                    log::info!("re-checked before the import: the same pool, with other devices now");
+                    break (again, rep2);
+                }
+                _ => log::info!("re-checked before the import: the decision changed; deciding again"),
+            }
+        };
         let Choice::Chosen { guid, name, reason, .. } = &plan.pool else { unreachable!("wait returns a chosen pool") };
         let (guid, name) = (*guid, name.clone());
         log::info!("pool {name} (guid {guid}): {reason}");
-        let pool = rep.pools.iter().find(|p| p.guid == guid).cloned().expect("chosen from these pools");
+        let pool = plan.chosen.clone().expect("a chosen pool is assembled");
         self.record.pool = Some(plan.pool.clone());
-        self.record.probe = Some(rep);
+        self.keep_probe(rep);
 
         let action = plan.hostid_action.clone().expect("a chosen pool has a hostid action");
         self.record.hostid = Some(Hostid {
@@ -158,7 +200,6 @@ impl Boot {
         }
         let import = plan.import.expect("a pool whose hostid does not refuse has an import");
 
-        self.stage(Stage::ZfsModule, |b| b.wait_zfs_module())?;
         if let HostidAction::Adopt { hostid: h } = action {
             let had = system.hostid.map_or("none".to_string(), |m| format!("{m:08x}"));
             log::info!("adopting hostid {h:08x} from {name}'s label (this system had {had})");
@@ -212,7 +253,7 @@ impl Boot {
             budget: cmd.esp_budget,
             mount_base: PathBuf::from("/run/zroam/esp"),
         };
-        let Some(rep) = self.record.probe.as_ref() else { return };
+        let Some(rep) = self.probe.as_ref() else { return };
         let r = esp::sync::run(rep, guid, booted.map(|b| b.partuuid), &opts);
         match r.primary {
             Some(p) => log::info!("ESPs: primary {p}; {} in the set", r.esps.len()),

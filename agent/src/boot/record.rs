@@ -6,9 +6,9 @@ use crate::boot::stage::Stage;
 use crate::decide::be::{BePlan, Mount};
 use crate::decide::choose::{Choice, HostidAction};
 use crate::decide::cmdline::Cmdline;
+use crate::decide::trust::Trust;
 use crate::esp::sync::EspReport;
 use crate::keys::KeyRecord;
-use crate::probe::ProbeReport;
 use crate::sys::efi::BootedEsp;
 use crate::sys::run::Outcome as HelperOutcome;
 use serde::{Deserialize, Serialize};
@@ -84,8 +84,13 @@ pub struct Record {
     pub events: Vec<DeviceEvent>,
     pub modules: Vec<String>,
     pub booted_esp: Option<BootedEsp>,
-    pub probe: Option<ProbeReport>,
+    /// The last probe, as `zroam probe --json` prints it (its own format; the probe's
+    /// tests keep it).
+    pub probe: Option<serde_json::Value>,
     pub pool: Option<Choice>,
+    /// What was believed of the labels: the pin, what matched it, what was left out or
+    /// refused, and why.
+    pub trust: Option<Trust>,
     pub hostid: Option<Hostid>,
     pub import: Option<ImportRecord>,
     pub be: Option<BePlan>,

@@ -19,6 +19,11 @@ const SETTLE: Duration = Duration::from_millis(30);
 const MODULE_POLL: Duration = Duration::from_millis(50);
 /// Present while systemd-udevd has events queued (it is what `udevadm settle` waits on).
 const UDEV_QUEUE: &str = "/run/udev/queue";
+/// A choice made by name, hostid or boot disk waits until no block device has come or gone
+/// for this long after the drivers finished loading: USB storage waits a second
+/// (usb-storage's delay_use) before it scans a stick, and SATA ports are probed after the
+/// driver has loaded.
+pub(super) const SETTLE_QUIET: Duration = Duration::from_millis(1500);
 
 impl Boot {
     pub(super) fn load_modules(&mut self) {
@@ -81,50 +86,82 @@ impl Boot {
         block
     }
 
+    /// One probe pass (devices a uevent touched are read again, the rest reused) and the
+    /// plan over it.
+    pub(super) fn pass(&mut self, system: &System) -> (Plan, ProbeReport) {
+        for e in &self.record.events[self.seen_events..] {
+            self.cache.forget(e.device.rsplit('/').next().unwrap_or(&e.device));
+        }
+        self.seen_events = self.record.events.len();
+        let popts = probe::Options { sys: self.opts.sys.clone(), ..probe::Options::default() };
+        let (t_ms, cpu) = (self.ms(), usage::own_cpu_ms());
+        let rep = probe::probe_cached(&popts, &mut self.cache);
+        self.record.probe_passes.push(Pass {
+            t_ms,
+            ms: rep.elapsed_ms,
+            cpu_ms: usage::own_cpu_ms() - cpu,
+            devices: rep.devices.len(),
+            reused: rep.reused,
+        });
+        (plan::plan(&rep, &self.opts.cmdline, system), rep)
+    }
+
+    /// When discovery counts as settled: drivers loaded (our modprobes done, udev's queue
+    /// empty) and no block device added or removed for `SETTLE_QUIET`.
+    fn settled_at(&mut self, first_pass: Instant) -> Option<Instant> {
+        if self.discovery_busy() {
+            return None;
+        }
+        let last_event = self.record.events.last().map(|e| self.t0 + Duration::from_millis(e.t_ms));
+        let quiet_from = [Some(first_pass), self.discovery_idle_since, last_event].into_iter().flatten().max().unwrap_or(first_pass);
+        Some(quiet_from + SETTLE_QUIET)
+    }
+
     pub(super) fn wait_for_pool(&mut self, listener: Option<&Listener>, system: &System) -> Result<(Plan, ProbeReport), Failure> {
         let cmd = self.opts.cmdline.clone();
         let deadline = Instant::now() + cmd.wait;
-        let popts = probe::Options { sys: self.opts.sys.clone(), ..probe::Options::default() };
+        let first_pass = Instant::now();
         let mut grace_from: Option<Instant> = None;
         let mut last_why = String::new();
-        let mut cache = probe::Cache::default();
-        let mut seen_events = self.record.events.len();
+        let pinned_luks: Vec<String> = match &system.pin {
+            Some(Ok(p)) if cmd.pin => p.luks.clone(),
+            _ => Vec::new(),
+        };
         loop {
-            for e in &self.record.events[seen_events..] {
-                cache.forget(e.device.rsplit('/').next().unwrap_or(&e.device));
-            }
-            seen_events = self.record.events.len();
-            let (t_ms, cpu) = (self.ms(), usage::own_cpu_ms());
-            let rep = probe::probe_cached(&popts, &mut cache);
-            self.record.probe_passes.push(Pass {
-                t_ms,
-                ms: rep.elapsed_ms,
-                cpu_ms: usage::own_cpu_ms() - cpu,
-                devices: rep.devices.len(),
-                reused: rep.reused,
-            });
-            let plan = plan::plan(&rep, &cmd, system);
+            let (plan, rep) = self.pass(system);
+            self.record.trust = Some(plan.trust.clone());
             let choice = &plan.pool;
-            if !matches!(choice, Choice::Chosen { readiness: Readiness::Now, .. } | Choice::Ambiguous { .. }) {
-                // The pool (or a member) may be inside LUKS containers: open them, then look
-                // again at once.
-                let locked = self.keys.locked(&rep, &cmd.luks);
-                if !locked.is_empty() {
-                    if self.opts.load_hw_modules {
-                        self.keys.load_dm_modules();
-                    }
-                    let pid1 = self.opts.load_hw_modules;
-                    let r = self.keys.open_containers(&locked, &rep, &cmd, pid1);
-                    for w in r {
-                        self.warn(w);
-                    }
-                    self.record.keys = self.keys.records.clone();
-                    continue;
+            // The pool (or a member) may be inside LUKS containers: open them, then look
+            // again at once. The pin's containers are opened before anything is imported,
+            // so that a plain stick that looks like the root cannot stand in for them.
+            let locked = self.keys.locked(&rep, &cmd.luks);
+            let pinned_locked = locked.iter().any(|c| pinned_luks.contains(&c.uuid.to_ascii_lowercase()));
+            let settled =
+                matches!(choice, Choice::Chosen { readiness: Readiness::Now, .. } | Choice::Ambiguous { .. } | Choice::Refused { .. });
+            if !locked.is_empty() && (!settled || pinned_locked) {
+                if self.opts.load_hw_modules {
+                    self.keys.load_dm_modules();
                 }
+                let pid1 = self.opts.load_hw_modules;
+                let r = self.keys.open_containers(&locked, &rep, &cmd, pid1);
+                for w in r {
+                    self.warn(w);
+                }
+                self.record.keys = self.keys.records.clone();
+                // Tried containers are settled either way: the next pass does not ask again.
+                continue;
             }
             let now = Instant::now();
-            let (why, wake) = match &choice {
+            let (why, wake) = match choice {
                 Choice::Chosen { readiness: Readiness::Now, .. } => return Ok((plan, rep)),
+                Choice::Chosen { readiness: Readiness::Settle { why }, .. } => match self.settled_at(first_pass) {
+                    Some(at) if now >= at || now >= deadline => {
+                        log::info!("discovery settled: {why}");
+                        return Ok((plan, rep));
+                    }
+                    Some(at) => (why.clone(), at.min(deadline)),
+                    None => (format!("{why} (drivers still loading)"), (now + MODULE_POLL).min(deadline)),
+                },
                 Choice::Chosen { readiness: Readiness::Grace { why }, .. } => {
                     // The grace counts from when device discovery went quiet: a controller
                     // still initialising (AHCI under emulation takes seconds, USB storage
@@ -143,11 +180,11 @@ impl Boot {
                 Choice::Chosen { readiness: Readiness::Wait { why }, .. } | Choice::NotFound { why } => {
                     grace_from = None;
                     if let Some(s) = self.keys.stuck(why) {
-                        self.record.probe = Some(rep);
+                        self.keep_probe(rep);
                         return Err(fail(Stage::Unlock, s.message, s.hint));
                     }
                     if now >= deadline {
-                        self.record.probe = Some(rep);
+                        self.keep_probe(rep);
                         let hint = if matches!(choice, Choice::NotFound { .. }) {
                             "attach the pool's disks; zroam.wait=SECONDS waits longer; root=ZFS=POOL or zroam.pool=NAME|GUID names another pool"
                         } else {
@@ -157,12 +194,17 @@ impl Boot {
                     }
                     (why.clone(), deadline)
                 }
-                Choice::Ambiguous { why, candidates } => {
-                    self.record.probe = Some(rep);
-                    self.record.pool = Some(plan.pool.clone());
-                    let mut f = fail(Stage::ChoosePool, why.clone(), "zroam.pool=GUID picks one (GUIDs below)");
-                    f.candidates = candidates.clone();
-                    return Err(f);
+                Choice::Ambiguous { .. } | Choice::Refused { .. } => {
+                    // A choice by name waits for discovery to settle; so does a refusal,
+                    // since a device still arriving may be the one that settles it (a
+                    // pinned member, the copy's original).
+                    if let Some(at) = self.settled_at(first_pass).filter(|at| now < *at && now < deadline) {
+                        (String::from("several candidates or contradicting labels; waiting for the devices to settle"), at.min(deadline))
+                    } else {
+                        self.keep_probe(rep);
+                        self.record.pool = Some(plan.pool.clone());
+                        return Err(refusal(&plan.pool));
+                    }
                 }
             };
             if why != last_why {
@@ -183,5 +225,18 @@ impl Boot {
                 }
             }
         }
+    }
+}
+
+/// The failure for a choice that refuses.
+pub(super) fn refusal(choice: &Choice) -> Failure {
+    match choice {
+        Choice::Ambiguous { why, candidates } => {
+            let mut f = fail(Stage::ChoosePool, why.clone(), "zroam.pool=GUID picks one (GUIDs below)");
+            f.candidates = candidates.clone();
+            f
+        }
+        Choice::Refused { why, found, hint } => fail(Stage::ChoosePool, format!("{why}: {}", found.join("; ")), hint.clone()),
+        Choice::NotFound { why } | Choice::Chosen { reason: why, .. } => fail(Stage::ChoosePool, why.clone(), "zroam.pool=GUID"),
     }
 }

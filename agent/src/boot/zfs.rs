@@ -134,7 +134,7 @@ impl Boot {
     /// Native encryption: the keys of the planned mounts' encryption roots, before anything
     /// is written to the pool.
     pub(super) fn load_zfs_keys(&mut self, plan: &be::BePlan, ds: &[be::Dataset]) -> Result<(), Failure> {
-        let rep = self.record.probe.clone().unwrap_or_default();
+        let rep = self.probe.clone().unwrap_or_default();
         let pid1 = self.opts.load_hw_modules;
         let cmd = self.opts.cmdline.clone();
         let r = self.keys.load_zfs(&zfskey::needed(plan, ds), &rep, &cmd, pid1);

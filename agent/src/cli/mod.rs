@@ -3,13 +3,14 @@
 mod boot;
 mod esp;
 mod init;
+mod pin;
 mod plan;
 mod probe;
 mod status;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: zroam init | boot | probe | plan | status | esp   (zroam --version)
+const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | esp   (zroam --version)
 
   init    PID 1 of a zroam ramdisk (also when run as /init): mount /proc /sys /dev /run,
           load storage and zfs modules, then boot; on failure, the report and a shell.
@@ -20,8 +21,11 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | status | esp   (z
   probe [--json] [--timeout S] [--dev PATH]...
           read every block device: partition tables, ESPs, LUKS, md, ZFS labels; group the
           labels into pools. Read-only.
-  plan [--json] [--cmdline STR] [--dev PATH]... [--hostid HEX] [--efivars DIR]
+  plan [--json] [--cmdline STR] [--dev PATH]... [--hostid HEX] [--efivars DIR] [--pin FILE]
           what boot would decide now (pool, why, hostid, import command); changes nothing.
+  pin [--pool NAME|GUID] [--dev PATH]... [-o FILE]
+          the root's identity for the ramdisk (/etc/zroam/root.pin): pool GUID, members,
+          LUKS containers, ESPs; the pool of / unless --pool names another.
   status [--json] [--report PATH]
           this boot's report (/run/zroam/report.json).
   esp sync [--dry-run] | esp status | esp add|remove PARTUUID
@@ -31,7 +35,7 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | status | esp   (z
 Kernel command line: root=ZFS=POOL[/DATASET] | root=zfs:AUTO, zroam.pool=NAME|GUID,
 zroam.wait=S (30), zroam.grace=S (2), zroam.force=1 (zfs_force=1), zroam.hostid=adopt|strict,
 zroam.readonly=1, zroam.esp=sync|check|off, zroam.esp.budget=S (15), zroam.shell=1,
-zroam.debug=1, init=PATH, quiet.
+zroam.pin=off, zroam.ignore=DEV|SERIAL[,...], zroam.debug=1, init=PATH, quiet.
 ";
 
 /// A subcommand's result; an argument error prints the usage.
@@ -73,6 +77,7 @@ pub fn main() -> ExitCode {
         "plan" => plan::run(args),
         "status" => status::run(args),
         "esp" => esp::run(args),
+        "pin" => pin::run(args),
         other => {
             eprintln!("zroam: unknown command '{other}'\n{USAGE}");
             return ExitCode::from(2);

@@ -4,6 +4,7 @@
 use super::Res;
 use crate::decide::choose::{self, Choice, Readiness};
 use crate::decide::cmdline::{self, Cmdline};
+use crate::decide::pin;
 use crate::decide::plan::{self, Plan, System};
 use crate::probe::{self, ProbeReport};
 use crate::sys::efi::{self, BootedEsp};
@@ -29,6 +30,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
     let mut popts = probe::Options::default();
     let mut my_hostid = hostid::current(std::path::Path::new("/"));
     let mut efivars = PathBuf::from("/sys/firmware/efi/efivars");
+    let mut pin_path = PathBuf::from(pin::PATH);
     while let Some(arg) = args.next()? {
         match arg {
             Long("json") => json = true,
@@ -36,6 +38,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
             Long("dev") => popts.paths.push(PathBuf::from(args.value()?)),
             Long("sys") => popts.sys = PathBuf::from(args.value()?),
             Long("efivars") => efivars = PathBuf::from(args.value()?),
+            Long("pin") => pin_path = PathBuf::from(args.value()?),
             Long("hostid") => {
                 let v = args.value()?.string()?;
                 my_hostid = Some(
@@ -48,7 +51,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
     }
     let cmd = cmdline::parse(&super::read_cmdline(line));
     let rep = probe::probe(&popts);
-    let sys = System { hostid: my_hostid, booted: efi::booted_esp(&efivars) };
+    let sys = System { hostid: my_hostid, booted: efi::booted_esp(&efivars), pin: pin::load(&pin_path) };
     let decided = plan::plan(&rep, &cmd, &sys);
     let shown = Shown { cmdline: cmd, hostid: my_hostid.map(|h| format!("{h:08x}")), booted_esp: sys.booted, plan: decided, probe: rep };
     if json {
@@ -57,6 +60,11 @@ pub fn run(mut args: lexopt::Parser) -> Res {
     }
     println!("hostid:      {}", shown.hostid.as_deref().unwrap_or("none"));
     println!("booted ESP:  {}", shown.booted_esp.as_ref().map_or("unknown".to_string(), |b| format!("{} ({})", b.partuuid, b.source)));
+    let t = &shown.plan.trust;
+    println!("pin:         {}", serde_json::to_string(&t.pin).unwrap_or_default());
+    for i in &t.ignored {
+        println!("ignored:     {i}");
+    }
     for w in &shown.cmdline.warnings {
         println!("warning:     {w}");
     }
@@ -66,6 +74,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
             match readiness {
                 Readiness::Now => println!("ready:       now"),
                 Readiness::Grace { why } => println!("ready:       after a {:.1} s grace: {why}", shown.cmdline.grace.as_secs_f64()),
+                Readiness::Settle { why } => println!("ready:       once discovery has settled: {why}"),
                 Readiness::Wait { why } => {
                     println!("ready:       not yet, would wait up to {:.0} s: {why}", shown.cmdline.wait.as_secs_f64())
                 }
@@ -88,6 +97,14 @@ pub fn run(mut args: lexopt::Parser) -> Res {
             for c in candidates {
                 println!("  candidate: {}", choose::describe(c));
             }
+            1
+        }
+        Choice::Refused { why, found, hint } => {
+            println!("pool:        refused: {why}");
+            for f in found {
+                println!("  found:     {f}");
+            }
+            println!("  settle:    {hint}");
             1
         }
     };

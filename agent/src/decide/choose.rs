@@ -14,6 +14,8 @@ pub struct Facts {
     pub hostid: Option<u32>,
     /// Pools with a member on the disk whose ESP the firmware booted.
     pub boot_disk_pools: Vec<u64>,
+    /// Why the GUID selector names its pool, when it is not the command line (the pin).
+    pub guid_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,8 +23,10 @@ pub struct Facts {
 pub enum Readiness {
     /// Import now.
     Now,
-    /// Importable, but give late devices a short grace first (degraded, or chosen only
-    /// because it is the one seen so far).
+    /// Importable, but chosen by name, hostid or boot disk: import once device discovery
+    /// has settled (drivers loaded, no new block device for a moment), then decide again.
+    Settle { why: String },
+    /// Importable but degraded: give the missing members a short grace first.
     Grace { why: String },
     /// Not importable yet: wait for devices up to `zroam.wait`.
     Wait { why: String },
@@ -54,6 +58,13 @@ pub enum Choice {
     Ambiguous {
         why: String,
         candidates: Vec<Candidate>,
+    },
+    /// The labels of the pool that would be chosen contradict each other (or the pin):
+    /// refuse, with what was seen and what settles it.
+    Refused {
+        why: String,
+        found: Vec<String>,
+        hint: String,
     },
 }
 
@@ -112,10 +123,13 @@ pub fn choose(pools: &[Pool], cmd: &Cmdline, facts: &Facts) -> Choice {
         return Choice::NotFound { why };
     }
 
-    let (pool, reason, certain) = if let [p] = matches[..] {
-        let certain = matches!(cmd.pool, Some(PoolSel::Guid(_))) || facts.boot_disk_pools.contains(&p.guid) || hostid_matches(p, facts);
-        let reason = if matches!(cmd.pool, Some(PoolSel::Guid(_))) {
-            "named by zroam.pool= guid".to_string()
+    // Only a GUID named by the pin or the command line is certain: a name, a hostid or an
+    // ESP's PARTUUID can be copied onto any stick, so a choice made by them waits until
+    // discovery has settled.
+    let by_guid = matches!(cmd.pool, Some(PoolSel::Guid(_)));
+    let (pool, reason) = if let [p] = matches[..] {
+        let reason = if by_guid {
+            facts.guid_reason.clone().unwrap_or_else(|| "named by zroam.pool= guid".to_string())
         } else if facts.boot_disk_pools.contains(&p.guid) {
             "the only match, on the disk the firmware booted".to_string()
         } else if hostid_matches(p, facts) {
@@ -123,14 +137,14 @@ pub fn choose(pools: &[Pool], cmd: &Cmdline, facts: &Facts) -> Choice {
         } else {
             format!("the only {what} found")
         };
-        (p, reason, certain)
+        (p, reason)
     } else {
         let on_boot: Vec<&Pool> = matches.iter().copied().filter(|p| facts.boot_disk_pools.contains(&p.guid)).collect();
         let ours: Vec<&Pool> = matches.iter().copied().filter(|p| hostid_matches(p, facts)).collect();
         if let [p] = on_boot[..] {
-            (p, format!("{} pools match; this one is on the disk the firmware booted", matches.len()), true)
+            (p, format!("{} pools match; this one is on the disk the firmware booted", matches.len()))
         } else if let [p] = ours[..] {
-            (p, format!("{} pools match; only this one carries this system's hostid", matches.len()), true)
+            (p, format!("{} pools match; only this one carries this system's hostid", matches.len()))
         } else {
             let candidates: Vec<Candidate> = matches.iter().map(|p| candidate(p)).collect();
             let mine = facts.hostid.map_or("none".to_string(), |h| format!("{h:08x}"));
@@ -144,11 +158,20 @@ pub fn choose(pools: &[Pool], cmd: &Cmdline, facts: &Facts) -> Choice {
         }
     };
 
+    if !pool.conflicts.is_empty() {
+        return Choice::Refused {
+            why: format!("the labels of {} (guid {}) contradict each other", pool.name, pool.guid),
+            found: pool.conflicts.clone(),
+            hint: "detach the device that does not belong, or name it with zroam.ignore=DEVICE|SERIAL; a ramdisk with the root's pin (zroam pin) tells the members apart".into(),
+        };
+    }
     let missing: Vec<String> = pool.missing.iter().map(|m| m.path.clone().unwrap_or_else(|| format!("guid {}", m.guid))).collect();
     let readiness = match pool.health {
         Health::Incomplete => Readiness::Wait { why: format!("{} is incomplete: {}", pool.name, pool.problems.join("; ")) },
         Health::Degraded => Readiness::Grace { why: format!("{} is degraded, missing {}", pool.name, missing.join(", ")) },
-        Health::Complete if !certain => Readiness::Grace { why: "chosen as the only match seen so far".to_string() },
+        Health::Complete if !by_guid => {
+            Readiness::Settle { why: format!("{reason}: waiting for the devices to settle before trusting it") }
+        }
         Health::Complete => Readiness::Now,
     };
     Choice::Chosen { name: pool.name.clone(), guid: pool.guid, reason, readiness }
@@ -243,19 +266,24 @@ mod tests {
         }
     }
     fn facts(hostid: u32) -> Facts {
-        Facts { hostid: Some(hostid), boot_disk_pools: vec![] }
+        Facts { hostid: Some(hostid), boot_disk_pools: vec![], guid_reason: None }
     }
 
     #[test]
     fn single_pool_in_place() {
         let p = [pool("rpool", 1, 0x5eed1234, Health::Complete)];
+        // Chosen by name and hostid: only once discovery has settled.
         match choose(&p, &parse("root=zfs:AUTO"), &facts(0x5eed1234)) {
-            Choice::Chosen { guid: 1, readiness: Readiness::Now, .. } => {}
+            Choice::Chosen { guid: 1, readiness: Readiness::Settle { .. }, .. } => {}
             c => panic!("{c:?}"),
         }
-        // Another host's pool, alone: chosen, but after a grace for late devices.
         match choose(&p, &parse("root=zfs:AUTO"), &facts(7)) {
-            Choice::Chosen { guid: 1, readiness: Readiness::Grace { .. }, .. } => {}
+            Choice::Chosen { guid: 1, readiness: Readiness::Settle { .. }, .. } => {}
+            c => panic!("{c:?}"),
+        }
+        // Named by GUID: certain, at once.
+        match choose(&p, &parse("zroam.pool=1"), &facts(7)) {
+            Choice::Chosen { guid: 1, readiness: Readiness::Now, .. } => {}
             c => panic!("{c:?}"),
         }
     }
@@ -276,7 +304,7 @@ mod tests {
         let p = [pool("rpool", 1, 0x5eed1234, Health::Complete), pool("rpool", 2, 0xbadcafe, Health::Complete)];
         // The hostid that matches wins.
         match choose(&p, &parse("root=zfs:AUTO"), &facts(0x5eed1234)) {
-            Choice::Chosen { guid: 1, readiness: Readiness::Now, reason, .. } => assert!(reason.contains("hostid")),
+            Choice::Chosen { guid: 1, readiness: Readiness::Settle { .. }, reason, .. } => assert!(reason.contains("hostid")),
             c => panic!("{c:?}"),
         }
         // A GUID picks the other.
@@ -285,7 +313,7 @@ mod tests {
             c => panic!("{c:?}"),
         }
         // The firmware's boot disk beats the hostid.
-        let f = Facts { hostid: Some(0x5eed1234), boot_disk_pools: vec![2] };
+        let f = Facts { hostid: Some(0x5eed1234), boot_disk_pools: vec![2], guid_reason: None };
         assert!(matches!(choose(&p, &parse(""), &f), Choice::Chosen { guid: 2, .. }));
         // Neither: refuse and list both with the parameter.
         match choose(&p, &parse("root=ZFS=rpool"), &facts(0x11111111)) {

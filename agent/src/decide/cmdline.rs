@@ -109,7 +109,17 @@ pub struct Cmdline {
     pub init: Option<String>,
     pub quiet: bool,
     pub debug: bool,
+    /// `zroam.pin=off`: boot without the ramdisk's root pin (a pool restored onto new disks).
+    #[serde(default = "yes")]
+    pub pin: bool,
+    /// `zroam.ignore=`: devices (node, name or disk serial) whose labels zroam leaves out.
+    #[serde(default)]
+    pub ignore: Vec<String>,
     pub warnings: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -150,6 +160,8 @@ impl Default for Cmdline {
             init: None,
             quiet: false,
             debug: false,
+            pin: true,
+            ignore: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -337,6 +349,17 @@ pub fn parse(line: &str) -> Cmdline {
                 Some(d) => c.key_timeout = d,
                 None => bad(&mut c),
             },
+            "zroam.pin" => match parse_bool(val) {
+                Some(b) => c.pin = b,
+                None => bad(&mut c),
+            },
+            "zroam.ignore" => {
+                let items: Vec<String> = val.unwrap_or("").split(',').filter(|v| !v.is_empty()).map(str::to_string).collect();
+                if items.is_empty() {
+                    bad(&mut c);
+                }
+                c.ignore.extend(items.into_iter().take(64));
+            }
             k if k.starts_with("zroam.") => c.warnings.push(format!("unknown parameter {word} ignored")),
             _ => {}
         }

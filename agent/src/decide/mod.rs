@@ -7,3 +7,4 @@ pub mod cmdline;
 pub mod import;
 pub mod pin;
 pub mod plan;
+pub mod trust;

@@ -86,6 +86,21 @@ pub fn parse(text: &str) -> Result<Pin, PinError> {
     Ok(pin)
 }
 
+/// Read the pin at `path`: None when there is none; bounded like the parse.
+pub fn load(path: &std::path::Path) -> crate::decide::trust::PinSource {
+    use std::io::Read;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let mut text = String::new();
+    if let Err(e) = f.take(MAX_BYTES as u64 + 1).read_to_string(&mut text) {
+        return Some(Err(e.to_string()));
+    }
+    Some(parse(&text).map_err(|e| e.to_string()))
+}
+
 /// The file as `zroam pin` writes it; `parse(render(p)) == p`.
 pub fn render(p: &Pin) -> String {
     let mut s = String::from(

@@ -1,10 +1,12 @@
 //! The one decision path shared by `zroam boot` and `zroam plan`: from what the probe saw,
-//! the command line and this system's facts, which pool, what to do about its hostid, and
-//! the exact `zpool import` to run. Pure.
+//! the command line, the ramdisk's pin and this system's facts, which labels to believe,
+//! which pool, what to do about its hostid, and the exact `zpool import` to run. Pure.
 
 use crate::decide::choose::{self, Choice, Facts, HostidAction};
-use crate::decide::cmdline::Cmdline;
+use crate::decide::cmdline::{Cmdline, PoolSel};
 use crate::decide::import;
+use crate::decide::trust::{self, PinSource, PinState, Trust};
+use crate::probe::assemble::Pool;
 use crate::probe::ProbeReport;
 use crate::sys::efi::BootedEsp;
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,8 @@ pub struct System {
     pub hostid: Option<u32>,
     /// The ESP the firmware booted, from EFI variables.
     pub booted: Option<BootedEsp>,
+    /// The ramdisk's root pin (`decide::pin::PATH`).
+    pub pin: PinSource,
 }
 
 /// The import the boot would run for the chosen pool.
@@ -35,6 +39,10 @@ pub struct Import {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub pool: Choice,
+    /// The chosen pool as the trusted labels assemble it.
+    #[serde(skip)]
+    pub chosen: Option<Pool>,
+    pub trust: Trust,
     /// Only for a chosen pool.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub hostid_action: Option<HostidAction>,
@@ -43,26 +51,45 @@ pub struct Plan {
     pub import: Option<Import>,
 }
 
-/// Pools with a member on the disk whose ESP the firmware booted.
-pub fn boot_disk_pools(rep: &ProbeReport, booted: Option<&BootedEsp>) -> Vec<u64> {
-    let Some(b) = booted else { return Vec::new() };
-    let disk =
-        rep.devices.iter().find(|d| d.gpt_entry.as_ref().is_some_and(|p| p.partuuid == b.partuuid)).and_then(|d| d.dev.parent.clone());
-    let Some(disk) = disk else { return Vec::new() };
-    let on_disk =
-        |node: &str| rep.devices.iter().any(|d| d.dev.node == node && (d.dev.parent.as_deref() == Some(&disk) || d.dev.name == disk));
-    rep.pools.iter().filter(|p| p.members.iter().any(|m| on_disk(&m.device))).map(|p| p.guid).collect()
-}
-
 /// Which pool, and how it would be imported.
 pub fn plan(rep: &ProbeReport, cmd: &Cmdline, sys: &System) -> Plan {
-    let facts = Facts { hostid: sys.hostid, boot_disk_pools: boot_disk_pools(rep, sys.booted.as_ref()) };
-    let choice = choose::choose(&rep.pools, cmd, &facts);
-    let Choice::Chosen { guid, name, .. } = &choice else {
-        return Plan { pool: choice, hostid_action: None, import: None };
+    let state = trust::pin_state(&sys.pin, cmd);
+    let pin = match (&state, &sys.pin) {
+        (PinState::Active { .. }, Some(Ok(p))) => Some(p),
+        _ => None,
     };
-    let pool = rep.pools.iter().find(|p| p.guid == *guid).expect("chosen from these pools");
-    let action = choose::hostid_action(pool, sys.hostid, cmd);
+    let (found, mut trust) = trust::filter(rep, cmd, pin, state.clone());
+    let refuse = |mut trust: Trust, why: String, found: Vec<String>, hint: &str| {
+        trust.refused.extend(found.iter().cloned());
+        trust.refused.push(why.clone());
+        Plan { pool: Choice::Refused { why, found, hint: hint.to_string() }, chosen: None, trust, hostid_action: None, import: None }
+    };
+    if let PinState::Unreadable { why } = &state {
+        return refuse(
+            trust,
+            format!("the ramdisk's root pin ({}) cannot be read: {why}", crate::decide::pin::PATH),
+            Vec::new(),
+            "rebuild the ramdisk (its generator runs zroam pin), or zroam.pin=off boots without the pin",
+        );
+    }
+    let pools = trust::assemble(&found, pin);
+    let boot_disk_pools = trust::boot_disk_pools(rep, &pools, sys.booted.as_ref(), &mut trust);
+    let mut facts = Facts { hostid: sys.hostid, boot_disk_pools, guid_reason: None };
+    // With a pin, the pin names the pool (zroam.pool=GUID of another pool overrides it).
+    let mut cmd = cmd.clone();
+    if let Some(p) = pin {
+        cmd.pool = Some(PoolSel::Guid(p.pool_guid));
+        facts.guid_reason = Some(format!("pinned in the ramdisk ({})", crate::decide::pin::PATH));
+    }
+    let choice = choose::choose(&pools, &cmd, &facts);
+    if let Choice::Refused { why, found, hint } = &choice {
+        return refuse(trust, why.clone(), found.clone(), hint);
+    }
+    let Choice::Chosen { guid, name, .. } = &choice else {
+        return Plan { pool: choice, chosen: None, trust, hostid_action: None, import: None };
+    };
+    let pool = pools.iter().find(|p| p.guid == *guid).expect("chosen from these pools").clone();
+    let action = choose::hostid_action(&pool, sys.hostid, &cmd);
     let import = (!matches!(action, HostidAction::Refuse { .. })).then(|| {
         let devices: Vec<String> = pool.members.iter().filter(|m| m.current).map(|m| m.device.clone()).collect();
         let force = cmd.force || action == HostidAction::Force;
@@ -70,5 +97,5 @@ pub fn plan(rep: &ProbeReport, cmd: &Cmdline, sys: &System) -> Plan {
         let argv = std::iter::once("zpool".to_string()).chain(import::args(*guid, &devices, cmd.readonly, force)).collect();
         Import { guid: *guid, name: name.clone(), devices, force, degraded, argv }
     });
-    Plan { hostid_action: Some(action), import, pool: choice }
+    Plan { hostid_action: Some(action), import, chosen: Some(pool), trust, pool: choice }
 }

@@ -1,8 +1,11 @@
 //! FAT boot-sector recognition (EFI system partitions): type, volume serial, label.
 
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Fat {
     /// "FAT12", "FAT16" or "FAT32".
     pub kind: String,

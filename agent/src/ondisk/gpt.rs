@@ -3,9 +3,19 @@
 //! disk, so the entry array is capped before it is read.
 
 use crate::ondisk::blockdev::BlockSource;
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use thiserror::Error;
 use uuid::Uuid;
+
+/// The GPT's CRC-32 (the IEEE/zlib one), with a 1 KiB table: a header and at most 16 KiB
+/// of entries per disk do not need the 16 KiB table of a faster implementation.
+const CRC32: crc::Crc<u32, crc::Table<1>> = crc::Crc::<u32, crc::Table<1>>::new(&crc::CRC_32_ISO_HDLC);
+
+pub fn crc32(bytes: &[u8]) -> u32 {
+    CRC32.checksum(bytes)
+}
 
 /// Largest entry array read (the usual one is 128 × 128 = 16 KiB).
 pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
@@ -26,7 +36,8 @@ pub enum GptError {
     Read(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(rename_all = "snake_case")]
 pub enum PartKind {
     Esp,
@@ -66,7 +77,8 @@ pub fn kind_of(type_guid: &Uuid) -> PartKind {
     KINDS.iter().find(|(g, _)| *g == s).map(|(_, k)| *k).unwrap_or(PartKind::Other)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Partition {
     /// 1-based, as the kernel numbers GPT partitions (entry index + 1).
     pub number: u32,
@@ -79,7 +91,8 @@ pub struct Partition {
     pub attributes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Gpt {
     pub disk_guid: Uuid,
     pub sector_size: u32,
@@ -122,7 +135,7 @@ pub fn parse_header(sector: &[u8], lba: u64) -> Result<Header, GptError> {
     if size < MIN_HEADER || size > sector.len() {
         return Err(GptError::BadHeader("header size out of range"));
     }
-    let mut h = crc32fast::Hasher::new();
+    let mut h = CRC32.digest();
     h.update(&sector[..16]);
     h.update(&[0; 4]);
     h.update(&sector[20..size]);
@@ -156,7 +169,7 @@ pub fn parse_entries(hdr: &Header, bytes: &[u8]) -> Result<Vec<Partition>, GptEr
     if bytes.len() < len {
         return Err(GptError::BadHeader("entry array truncated"));
     }
-    if crc32fast::hash(&bytes[..len]) != hdr.entries_crc {
+    if crc32(&bytes[..len]) != hdr.entries_crc {
         return Err(GptError::EntriesCrc);
     }
     let mut parts = Vec::new();
@@ -232,8 +245,8 @@ pub(crate) mod tests {
         h[72..80].copy_from_slice(&entry_lba.to_le_bytes());
         h[80..84].copy_from_slice(&128u32.to_le_bytes());
         h[84..88].copy_from_slice(&128u32.to_le_bytes());
-        h[88..92].copy_from_slice(&crc32fast::hash(&entries).to_le_bytes());
-        let crc = crc32fast::hash(&h[..92]);
+        h[88..92].copy_from_slice(&crc32(&entries).to_le_bytes());
+        let crc = crc32(&h[..92]);
         h[16..20].copy_from_slice(&crc.to_le_bytes());
         (h, entries)
     }
@@ -273,7 +286,7 @@ pub(crate) mod tests {
         h[80..84].copy_from_slice(&u32::MAX.to_le_bytes());
         let crc = {
             h[16..20].fill(0);
-            crc32fast::hash(&h[..92])
+            crc32(&h[..92])
         };
         h[16..20].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(parse_header(&h, 1), Err(GptError::BadHeader("entry array larger than 1 MiB")));

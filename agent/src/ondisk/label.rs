@@ -8,7 +8,9 @@
 
 use crate::ondisk::blockdev::BlockSource;
 use crate::ondisk::nvlist::{self, NvList};
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub const LABEL_SIZE: u64 = 256 * 1024;
@@ -35,7 +37,8 @@ pub fn label_offsets(size: u64) -> Option<[u64; LABELS]> {
     Some([0, LABEL_SIZE, aligned - 2 * LABEL_SIZE, aligned - LABEL_SIZE])
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(rename_all = "lowercase")]
 pub enum Endian {
     Little,
@@ -63,7 +66,8 @@ impl Endian {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
 pub enum BlockError {
     /// All zeros: never written (or wiped).
@@ -140,7 +144,8 @@ pub fn seal_embedded(block: &mut [u8], offset: u64, e: Endian) {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Mmp {
     /// Nanoseconds since the last multihost write, as the writer recorded it; 0 = MMP off.
     pub delay_ns: u64,
@@ -149,7 +154,8 @@ pub struct Mmp {
     pub fail_intervals: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Uberblock {
     pub label: u8,
     pub slot: u32,
@@ -223,7 +229,8 @@ pub fn scan_ring(ring: &[u8], label_offset: u64, label: u8, ashift: Option<u64>)
     (seen.0, None, seen.1)
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(rename_all = "snake_case")]
 pub enum CopyState {
     Valid,
@@ -237,7 +244,8 @@ pub enum CopyState {
 }
 
 /// What one of the four label copies held.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct LabelCopy {
     pub index: u8,
     pub offset: u64,
@@ -329,7 +337,8 @@ pub fn decode_label_with(buf: &[u8], index: u8, offset: u64, memo: &mut Option<P
 }
 
 /// The four copies of a device and the decision over them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct DeviceLabels {
     pub copies: Vec<LabelCopy>,
     /// Index of the valid copy with the highest config txg (lowest index on ties).

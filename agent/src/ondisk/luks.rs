@@ -2,9 +2,12 @@
 
 use crate::ondisk::blockdev::BlockSource;
 use blkid_rs::{LuksHeader, LuksVersionedHeader};
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Luks {
     pub version: u16,
     pub uuid: String,

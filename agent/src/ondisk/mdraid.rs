@@ -3,12 +3,15 @@
 //! front; zroam must recognise it to leave such ESPs alone.
 
 use crate::ondisk::blockdev::BlockSource;
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use uuid::Uuid;
 
 const MD_MAGIC: u32 = 0xa92b_4efc;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct MdSuper {
     /// "1.0", "1.1" or "1.2".
     pub metadata: String,

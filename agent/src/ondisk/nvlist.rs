@@ -6,7 +6,9 @@
 //! and every failure is an error value, never a panic.
 
 use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+#[cfg(test)]
+use serde::{Deserialize, Deserializer};
+use serde::{Serialize, Serializer};
 use thiserror::Error;
 
 /// Deepest nvlist nesting accepted. Real labels nest about five levels
@@ -458,9 +460,10 @@ impl Serialize for Value {
     }
 }
 
-/// Read back from the JSON form (a report written earlier). JSON does not keep the nvpair
+/// Read back from the JSON form (tests of the report contract). JSON does not keep the nvpair
 /// types, so numbers come back as U64/I64/Double and flags as `true`: the JSON written
 /// again is the same.
+#[cfg(test)]
 impl<'de> Deserialize<'de> for NvList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_json::Value::deserialize(d)?;
@@ -468,6 +471,7 @@ impl<'de> Deserialize<'de> for NvList {
     }
 }
 
+#[cfg(test)]
 fn from_json(v: serde_json::Value, depth: usize) -> Result<NvList, String> {
     let serde_json::Value::Object(m) = v else { return Err("an nvlist is a JSON object".into()) };
     if depth > MAX_DEPTH {
@@ -477,6 +481,7 @@ fn from_json(v: serde_json::Value, depth: usize) -> Result<NvList, String> {
     Ok(NvList { pairs })
 }
 
+#[cfg(test)]
 fn value_from_json(v: serde_json::Value, depth: usize) -> Result<Value, String> {
     use serde_json::Value as J;
     Ok(match v {

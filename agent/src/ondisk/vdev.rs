@@ -1,10 +1,13 @@
 //! The meaning of a label's config: pool identity, this device's place in the vdev tree.
 
 use crate::ondisk::nvlist::NvList;
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 
 /// pool_state_t as stored in labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(rename_all = "snake_case")]
 pub enum PoolState {
     Active,
@@ -35,7 +38,8 @@ impl PoolState {
 }
 
 /// One node of a vdev tree as the label describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Vdev {
     /// "mirror", "raidz", "draid", "disk", "file", "replacing", "spare", "hole", …
     #[serde(rename = "type")]
@@ -110,7 +114,8 @@ impl Vdev {
 }
 
 /// What one device's chosen label says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct LabelInfo {
     pub pool_name: Option<String>,
     pub pool_guid: Option<u64>,

@@ -3,7 +3,9 @@
 
 use crate::ondisk::label::Uberblock;
 use crate::ondisk::vdev::{LabelInfo, PoolState, Vdev};
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 
 /// A device whose chosen label names a pool.
@@ -15,7 +17,8 @@ pub struct Found {
     pub uberblock: Option<Uberblock>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// Every member present.
@@ -26,7 +29,8 @@ pub enum Health {
     Incomplete,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Missing {
     pub guid: u64,
     /// The path the pool last knew the member by.
@@ -34,7 +38,8 @@ pub struct Missing {
     pub top_level: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Member {
     pub device: String,
     pub guid: u64,
@@ -46,7 +51,8 @@ pub struct Member {
     pub current: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct TopLevel {
     pub id: u64,
     pub name: String,
@@ -55,7 +61,8 @@ pub struct TopLevel {
     pub tree: Vdev,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Pool {
     pub name: String,
     pub guid: u64,
@@ -83,7 +90,8 @@ pub struct Pool {
     pub conflicts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct AuxDevice {
     pub device: String,
     pub guid: u64,
@@ -91,7 +99,8 @@ pub struct AuxDevice {
     pub role: PoolState,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Assembly {
     pub pools: Vec<Pool>,
     /// Hot spares and cache devices: never boot candidates on their own.

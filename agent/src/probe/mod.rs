@@ -14,7 +14,9 @@ use crate::ondisk::mdraid::{self, MdSuper};
 use crate::ondisk::nvlist::NvList;
 use crate::ondisk::vdev::LabelInfo;
 use assemble::{AuxDevice, Found, Pool};
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +27,8 @@ use sysfs::{BlockDev, Bus};
 /// Most devices probed in one pass; a machine with more is reported, not hung on.
 pub const MAX_DEVICES: usize = 512;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct ZfsFound {
     /// The chosen copy's decoded meaning.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -56,7 +59,8 @@ impl ZfsFound {
 }
 
 /// What one device holds.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Contents {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub gpt: Option<Gpt>,
@@ -95,7 +99,8 @@ pub fn read_contents(src: &dyn BlockSource, whole_disk: bool, sector: u32) -> Co
     c
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct DeviceReport {
     #[serde(flatten)]
     pub dev: BlockDev,
@@ -115,7 +120,8 @@ impl DeviceReport {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct ProbeReport {
     pub version: String,
     pub elapsed_ms: f64,
