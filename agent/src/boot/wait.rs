@@ -24,6 +24,8 @@ const UDEV_QUEUE: &str = "/run/udev/queue";
 /// (usb-storage's delay_use) before it scans a stick, and SATA ports are probed after the
 /// driver has loaded.
 pub(super) const SETTLE_QUIET: Duration = Duration::from_millis(1500);
+/// How often to collect the answers of reads that outlived their pass (they raise no event).
+const PENDING_POLL: Duration = Duration::from_millis(250);
 
 impl Boot {
     pub(super) fn load_modules(&mut self) {
@@ -108,8 +110,13 @@ impl Boot {
 
     /// When discovery counts as settled: drivers loaded (our modprobes done, udev's queue
     /// empty) and no block device added or removed for `SETTLE_QUIET`.
-    fn settled_at(&mut self, first_pass: Instant) -> Option<Instant> {
+    fn settled_at(&mut self, first_pass: Instant, rep: &ProbeReport) -> Option<Instant> {
         if self.discovery_busy() {
+            return None;
+        }
+        // A read still within its bound may yet answer; a stuck one has had its chance.
+        let bound = probe::Options::default().device_timeout.as_millis() as u64;
+        if rep.pending.iter().any(|p| p.ms < bound) {
             return None;
         }
         let last_event = self.record.events.last().map(|e| self.t0 + Duration::from_millis(e.t_ms));
@@ -154,7 +161,7 @@ impl Boot {
             let now = Instant::now();
             let (why, wake) = match choice {
                 Choice::Chosen { readiness: Readiness::Now, .. } => return Ok((plan, rep)),
-                Choice::Chosen { readiness: Readiness::Settle { why }, .. } => match self.settled_at(first_pass) {
+                Choice::Chosen { readiness: Readiness::Settle { why }, .. } => match self.settled_at(first_pass, &rep) {
                     Some(at) if now >= at || now >= deadline => {
                         log::info!("discovery settled: {why}");
                         return Ok((plan, rep));
@@ -198,7 +205,7 @@ impl Boot {
                     // A choice by name waits for discovery to settle; so does a refusal,
                     // since a device still arriving may be the one that settles it (a
                     // pinned member, the copy's original).
-                    if let Some(at) = self.settled_at(first_pass).filter(|at| now < *at && now < deadline) {
+                    if let Some(at) = self.settled_at(first_pass, &rep).filter(|at| now < *at && now < deadline) {
                         (String::from("several candidates or contradicting labels; waiting for the devices to settle"), at.min(deadline))
                     } else {
                         self.keep_probe(rep);
@@ -211,6 +218,8 @@ impl Boot {
                 log::info!("waiting: {why}");
                 last_why = why;
             }
+            // Reads in flight answer without a uevent: look again soon while there are any.
+            let wake = if rep.pending.is_empty() { wake } else { wake.min(Instant::now() + PENDING_POLL) };
             // Sleep until a block device appears (or the wake time); other events only load modules.
             loop {
                 let evs = match listener {

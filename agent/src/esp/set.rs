@@ -230,7 +230,16 @@ mod tests {
             boot_candidate: true,
             conflicts: Vec::new(),
         };
-        ProbeReport { version: "t".into(), elapsed_ms: 0.0, reused: 0, devices, pools: vec![pool], aux: Vec::new(), warnings: Vec::new() }
+        ProbeReport {
+            version: "t".into(),
+            elapsed_ms: 0.0,
+            reused: 0,
+            devices,
+            pools: vec![pool],
+            aux: Vec::new(),
+            pending: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
     fn role_of(esps: &[Esp], n: u8) -> Role {

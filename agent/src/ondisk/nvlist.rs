@@ -16,6 +16,11 @@ use thiserror::Error;
 pub const MAX_DEPTH: usize = 24;
 /// Largest packed nvlist accepted (the label's nvlist area is 112 KiB).
 pub const MAX_PACKED: usize = 1 << 20;
+/// Most memory one decoded nvlist may take (estimated by `heap_bytes`): a 112 KiB label of
+/// empty strings would otherwise decode to several times its size.
+pub const MAX_DECODED: usize = 512 << 10;
+/// What one pair costs in memory besides its name and payload.
+const PAIR_COST: usize = 64;
 
 const NV_ENCODE_XDR: u8 = 1;
 /// An embedded nvlist occupies at least version + flags + the 8-byte terminator.
@@ -31,6 +36,8 @@ pub enum NvError {
     Truncated(usize),
     #[error("nvlist nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    #[error("nvlist would take more than {MAX_DECODED} bytes of memory")]
+    TooBig,
     #[error("nvpair at byte {at}: element count {nelem} does not fit in the remaining data")]
     BadCount { at: usize, nelem: u32 },
     #[error("nvpair at byte {at}: name or string is not UTF-8")]
@@ -84,7 +91,45 @@ pub struct NvList {
     pub pairs: Vec<(String, Value)>,
 }
 
+impl Value {
+    /// Memory held by the value itself (nested lists count their own pairs).
+    fn payload_bytes(&self) -> usize {
+        match self {
+            Value::Str(v) => v.len(),
+            Value::Bytes(v) | Value::U8Array(v) => v.len(),
+            Value::BoolArray(v) => v.len(),
+            Value::I8Array(v) => v.len(),
+            Value::I16Array(v) => v.len() * 2,
+            Value::U16Array(v) => v.len() * 2,
+            Value::I32Array(v) => v.len() * 4,
+            Value::U32Array(v) => v.len() * 4,
+            Value::I64Array(v) => v.len() * 8,
+            Value::U64Array(v) => v.len() * 8,
+            Value::StrArray(v) => v.iter().map(|s| s.len() + 24).sum(),
+            Value::ListArray(v) => v.len() * 24,
+            _ => 0,
+        }
+    }
+}
+
 impl NvList {
+    /// Estimated memory the decoded list holds, the way the decoder counts it.
+    pub fn heap_bytes(&self) -> usize {
+        self.pairs
+            .iter()
+            .map(|(n, v)| {
+                PAIR_COST
+                    + n.len()
+                    + v.payload_bytes()
+                    + match v {
+                        Value::List(l) => l.heap_bytes(),
+                        Value::ListArray(ls) => ls.iter().map(NvList::heap_bytes).sum(),
+                        _ => 0,
+                    }
+            })
+            .sum()
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
@@ -150,13 +195,15 @@ pub fn unpack(buf: &[u8]) -> Result<NvList, NvError> {
     if buf[0] != NV_ENCODE_XDR {
         return Err(NvError::NotXdr(buf[0]));
     }
-    let mut r = Reader { buf, pos: 4 };
+    let mut r = Reader { buf, pos: 4, spent: 0 };
     r.nvlist(0)
 }
 
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Estimated memory of what was decoded so far.
+    spent: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -246,6 +293,10 @@ impl<'a> Reader<'a> {
                 return Ok(list);
             }
             let (name, value) = self.pair(depth, start, encoded)?;
+            self.spent += PAIR_COST + name.len() + value.payload_bytes();
+            if self.spent > MAX_DECODED {
+                return Err(NvError::TooBig);
+            }
             let used = self.pos - start;
             if used != encoded as usize {
                 return Err(NvError::SizeMismatch { name, declared: encoded, actual: used });
@@ -651,6 +702,19 @@ mod tests {
         let mut p = pack(&l);
         p[12..16].copy_from_slice(&99u32.to_be_bytes());
         assert!(matches!(unpack(&p), Err(NvError::SizeMismatch { .. })));
+    }
+
+    #[test]
+    fn a_label_of_empty_pairs_cannot_take_more_than_its_budget() {
+        // 112 KiB of tiny pairs: decoded, each costs more than its bytes on disk.
+        let many = NvList { pairs: (0..4000).map(|i| (format!("{i}"), Value::Str(String::new()))).collect() };
+        let packed = pack(&many);
+        assert!(packed.len() <= 112 * 1024, "{}", packed.len());
+        let decoded = unpack(&packed).map(|l| l.heap_bytes());
+        assert!(matches!(decoded, Err(NvError::TooBig)) || decoded.unwrap() <= MAX_DECODED);
+        let more = NvList { pairs: (0..9000).map(|i| (format!("{i}"), Value::Str(String::new()))).collect() };
+        assert_eq!(unpack(&pack(&more)), Err(NvError::TooBig));
+        assert!(sample().heap_bytes() < 4096);
     }
 
     #[test]

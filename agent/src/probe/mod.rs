@@ -42,18 +42,37 @@ pub struct ZfsFound {
     /// The chosen copy's full config, as decoded.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub config: Option<NvList>,
+    /// Why the config is not kept (too large: the summary in `label` is).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub config_not_kept: Option<String>,
 }
 
+/// A single device's decoded config is kept up to this size (a label area is 112 KiB;
+/// a config that decodes larger is padding or an attack, and its summary suffices).
+pub const KEEP_CONFIG: usize = 256 << 10;
+
 impl ZfsFound {
-    fn new(l: DeviceLabels) -> Self {
-        let config = l.config().cloned();
+    /// Keeps one decoded config per device (the chosen copy's), and only up to
+    /// `KEEP_CONFIG`: the other copies' are dropped once the choice is made.
+    fn new(mut l: DeviceLabels) -> Self {
+        let mut config = l.config().cloned();
+        for c in l.copies.iter_mut() {
+            c.config = None;
+        }
+        let label = config.as_ref().and_then(LabelInfo::from_config);
+        let mut config_not_kept = None;
+        if let Some(b) = config.as_ref().map(NvList::heap_bytes).filter(|b| *b > KEEP_CONFIG) {
+            config = None;
+            config_not_kept = Some(format!("the config decodes to about {} KiB, more than the {} KiB kept", b >> 10, KEEP_CONFIG >> 10));
+        }
         ZfsFound {
-            label: config.as_ref().and_then(LabelInfo::from_config),
+            label,
             chosen_label: l.chosen,
             damaged_labels: l.damaged(),
             uberblock: l.uberblock.clone(),
             copies: l.copies,
             config,
+            config_not_kept,
         }
     }
 }
@@ -130,7 +149,17 @@ pub struct ProbeReport {
     pub devices: Vec<DeviceReport>,
     pub pools: Vec<Pool>,
     pub aux: Vec<AuxDevice>,
+    /// Reads in flight when the pass ended (stuck or slow devices), and for how long.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub pending: Vec<PendingRead>,
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
+pub struct PendingRead {
+    pub device: String,
+    pub ms: u64,
 }
 
 pub struct Options {
@@ -193,34 +222,139 @@ fn probe_one(dev: &BlockDev) -> Probed {
     Probed { contents, error, size, elapsed: t.elapsed() }
 }
 
-/// Results of earlier passes, reused while a device is unchanged. A boot's wait loop
-/// probes again whenever devices appear; without this every pass would read (and hash)
-/// every label again, which made waiting for 32 disks cost seconds of CPU under emulation.
-#[derive(Default)]
+type Key = (String, u32, u32, u64);
+
+/// What the probe remembers across the passes of one boot: results reused while a device
+/// is unchanged (a boot's wait loop probes again whenever devices appear; without this every
+/// pass would read and hash every label again), reads still in flight (a read stuck in the
+/// kernel cannot be cancelled: it is never started a second time, so stuck devices cost
+/// one thread each, not one per pass), and devices whose read failed, tried again only
+/// after a back-off or when a uevent says they changed.
 pub struct Cache {
-    entries: HashMap<(String, u32, u32, u64), Probed>,
+    entries: HashMap<Key, Probed>,
+    /// Reads started and not answered yet, and when they started.
+    inflight: HashMap<Key, Instant>,
+    /// Devices whose read failed: not before this instant, and how often so far.
+    backoff: HashMap<Key, (Instant, u32)>,
+    /// Every read's answer comes here, in the pass that started it or a later one.
+    tx: mpsc::Sender<(Key, Probed)>,
+    rx: mpsc::Receiver<(Key, Probed)>,
+    /// Probe threads alive, stuck ones included.
+    threads: Arc<AtomicUsize>,
+    /// Decoded label configs kept in `entries`, in estimated bytes.
+    config_bytes: usize,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel();
+        Cache {
+            entries: HashMap::new(),
+            inflight: HashMap::new(),
+            backoff: HashMap::new(),
+            tx,
+            rx,
+            threads: Arc::new(AtomicUsize::new(0)),
+            config_bytes: 0,
+        }
+    }
 }
 
 impl Cache {
     /// Drop what is known about a device (a uevent said it was added, changed or removed).
+    /// A read in flight stays in flight: it is not started twice.
     pub fn forget(&mut self, name: &str) {
-        self.entries.retain(|k, _| k.0 != name);
+        let mut freed = 0;
+        self.entries.retain(|k, v| {
+            let keep = k.0 != name;
+            if !keep {
+                freed += v.contents.zfs.as_ref().and_then(|z| z.config.as_ref()).map_or(0, NvList::heap_bytes);
+            }
+            keep
+        });
+        self.config_bytes -= freed.min(self.config_bytes);
+        self.backoff.retain(|k, _| k.0 != name);
+    }
+
+    /// Take an answer in: keep a good one (its config only while the budget allows), put a
+    /// failed device on back-off.
+    fn answer(&mut self, key: Key, mut p: Probed) -> Probed {
+        self.inflight.remove(&key);
+        if p.error.is_some() {
+            let tries = self.backoff.get(&key).map_or(0, |b| b.1) + 1;
+            let wait = BACKOFF_FIRST * 2u32.saturating_pow(tries.min(5) - 1);
+            self.backoff.insert(key, (Instant::now() + wait.min(BACKOFF_MAX), tries));
+            return p;
+        }
+        self.backoff.remove(&key);
+        if let Some(z) = p.contents.zfs.as_mut() {
+            let bytes = z.config.as_ref().map_or(0, NvList::heap_bytes);
+            if self.config_bytes + bytes > CONFIG_BUDGET {
+                z.config = None;
+                z.config_not_kept = Some(format!("the probe keeps at most {} KiB of decoded configs", CONFIG_BUDGET >> 10));
+            } else {
+                self.config_bytes += bytes;
+            }
+        }
+        self.entries.insert(key, p.clone());
+        p
     }
 }
 
-fn cache_key(d: &BlockDev) -> (String, u32, u32, u64) {
+fn cache_key(d: &BlockDev) -> Key {
     (d.name.clone(), d.major, d.minor, d.size)
 }
 
-/// At most this many devices are read at once: enough to overlap slow devices, few enough
-/// that thread start-up (costly under emulation) and label buffers stay small.
+/// Reads started at once at the start of a pass: enough to overlap slow devices, few
+/// enough that thread start-up (costly under emulation) and label buffers stay small.
 pub const WORKERS: usize = 4;
+/// A read that has not answered after this long is taken for stuck: another thread takes
+/// over the devices still waiting to be read.
+pub const STUCK_AFTER: Duration = Duration::from_millis(1000);
+/// Most probe threads alive at once, stuck ones included (each stuck device holds one).
+pub const MAX_THREADS: usize = 32;
+/// Decoded label configs the probe keeps across passes (the rest is summarised).
+pub const CONFIG_BUDGET: usize = 16 << 20;
+const BACKOFF_FIRST: Duration = Duration::from_secs(2);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// Probe devices in parallel on a few worker threads. Any device not done by the deadline
-/// is reported as timed out (its worker is left behind: a read stuck in the kernel cannot
-/// be cancelled, but it must not hold up boot).
+/// Probe devices in parallel. A device not done by the bound is reported as timed out;
+/// its read goes on in its own thread and its answer is used by a later pass.
 pub fn probe(opts: &Options) -> ProbeReport {
     probe_cached(opts, &mut Cache::default())
+}
+
+/// The devices one pass reads, shared with its threads.
+struct Jobs {
+    queue: std::sync::Mutex<std::collections::VecDeque<(Key, BlockDev)>>,
+    started: std::sync::Mutex<HashMap<Key, Instant>>,
+}
+
+fn spawn_worker(jobs: &Arc<Jobs>, cache: &Cache) -> Result<(), String> {
+    let (jobs, tx, threads) = (jobs.clone(), cache.tx.clone(), cache.threads.clone());
+    threads.fetch_add(1, Ordering::SeqCst);
+    let count = threads.clone();
+    std::thread::Builder::new()
+        .name("probe".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            loop {
+                let job = jobs.queue.lock().ok().and_then(|mut q| q.pop_front());
+                let Some((key, dev)) = job else { break };
+                if let Ok(mut s) = jobs.started.lock() {
+                    s.insert(key.clone(), Instant::now());
+                }
+                if tx.send((key, probe_one(&dev))).is_err() {
+                    break;
+                }
+            }
+            threads.fetch_sub(1, Ordering::SeqCst);
+        })
+        .map(|_| ())
+        .map_err(|e| {
+            count.fetch_sub(1, Ordering::SeqCst);
+            format!("cannot start a probe thread: {e}")
+        })
 }
 
 /// `probe`, answering from `cache` for devices seen before and filling it.
@@ -242,53 +376,107 @@ pub fn probe_cached(opts: &Options, cache: &mut Cache) -> ProbeReport {
         warnings.push(format!("{} block devices; only the first {MAX_DEVICES} were probed", devs.len()));
         devs.truncate(MAX_DEVICES);
     }
-
-    let mut results: Vec<Option<Probed>> = devs.iter().map(|d| cache.entries.get(&cache_key(d)).cloned()).collect();
-    let reused = results.iter().filter(|r| r.is_some()).count();
-    let todo: Arc<Vec<(usize, BlockDev)>> =
-        Arc::new(devs.iter().enumerate().filter(|(i, _)| results[*i].is_none()).map(|(i, d)| (i, d.clone())).collect());
-    let next = Arc::new(AtomicUsize::new(0));
-    let (tx, rx) = mpsc::channel();
-    for w in 0..WORKERS.min(todo.len()) {
-        let (tx, todo, next) = (tx.clone(), todo.clone(), next.clone());
-        std::thread::Builder::new()
-            .name(format!("probe-{w}"))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                while let Some((i, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if tx.send((*i, probe_one(d))).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| warnings.push(format!("cannot start a probe thread: {e}")))
-            .ok();
+    // Answers that came after their pass ended.
+    while let Ok((k, p)) = cache.rx.try_recv() {
+        cache.answer(k, p);
     }
-    drop(tx);
-    let deadline = Instant::now() + opts.device_timeout;
-    while results.iter().any(Option::is_none) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((i, p)) => {
-                if p.error.is_none() {
-                    cache.entries.insert(cache_key(&devs[i]), p.clone());
-                }
-                results[i] = Some(p);
-            }
-            Err(_) => break,
+
+    let keys: Vec<Key> = devs.iter().map(cache_key).collect();
+    let mut results: Vec<Option<Probed>> = keys.iter().map(|k| cache.entries.get(k).cloned()).collect();
+    let reused = results.iter().filter(|r| r.is_some()).count();
+    let now = Instant::now();
+    let mut todo = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
+        if let Some(since) = cache.inflight.get(k) {
+            results[i] =
+                Some(not_answered(format!("still reading after {:.1} s (not read again until it answers)", since.elapsed().as_secs_f64())));
+        } else if let Some((until, tries)) = cache.backoff.get(k).filter(|(until, _)| now < *until) {
+            let left = until.saturating_duration_since(now).as_secs_f64();
+            results[i] = Some(not_answered(format!("failed {tries} time(s); read again in {left:.1} s or when it changes")));
+        } else {
+            todo.push(i);
         }
     }
+    let jobs = Arc::new(Jobs {
+        queue: std::sync::Mutex::new(todo.iter().map(|&i| (keys[i].clone(), devs[i].clone())).collect()),
+        started: std::sync::Mutex::new(HashMap::new()),
+    });
+    for &i in &todo {
+        cache.inflight.insert(keys[i].clone(), now);
+    }
+    let room = MAX_THREADS.saturating_sub(cache.threads.load(Ordering::SeqCst));
+    for _ in 0..WORKERS.min(todo.len()).min(room) {
+        if let Err(e) = spawn_worker(&jobs, cache) {
+            warnings.push(e);
+            break;
+        }
+    }
+    let deadline = now + opts.device_timeout;
+    let mut replaced = 0usize;
+    let mut open: Vec<usize> = todo.clone();
+    while !open.is_empty() {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        match cache.rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
+            Ok((k, p)) => {
+                let p = cache.answer(k.clone(), p);
+                if let Some(pos) = open.iter().position(|&i| keys[i] == k) {
+                    results[open.swap_remove(pos)] = Some(p);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        // Reads that have not answered for a while hold their threads: start as many
+        // threads as there are stuck reads, so the devices still queued are read.
+        let stuck = jobs
+            .started
+            .lock()
+            .map_or(0, |s| open.iter().filter(|&&i| s.get(&keys[i]).is_some_and(|t| t.elapsed() >= STUCK_AFTER)).count());
+        let queued = jobs.queue.lock().map_or(0, |q| q.len());
+        if queued > 0 && stuck > replaced && cache.threads.load(Ordering::SeqCst) < MAX_THREADS {
+            match spawn_worker(&jobs, cache) {
+                Ok(()) => replaced += 1,
+                Err(e) => warnings.push(e),
+            }
+        }
+        // Only stuck reads left: they answer into the cache when they do; a later pass
+        // uses them.
+        if queued == 0 && stuck == open.len() && !open.is_empty() {
+            break;
+        }
+    }
+    // Devices no thread took up are read by a later pass.
+    let unstarted: Vec<Key> = jobs.queue.lock().map(|mut q| q.drain(..).map(|(k, _)| k).collect()).unwrap_or_default();
+    for k in &unstarted {
+        cache.inflight.remove(k);
+    }
+    for i in open {
+        let why = if unstarted.contains(&keys[i]) {
+            "not read in this pass: every probe thread is held by a stuck device".to_string()
+        } else {
+            format!("no answer within {:.1} s (still reading; not read again until it answers)", t0.elapsed().as_secs_f64())
+        };
+        results[i] = Some(not_answered(why));
+    }
+    let pending: Vec<PendingRead> = devs
+        .iter()
+        .zip(&keys)
+        .filter_map(|(d, k)| {
+            cache.inflight.get(k).map(|since| PendingRead { device: d.node.clone(), ms: since.elapsed().as_millis() as u64 })
+        })
+        .collect();
 
     let mut reports: Vec<DeviceReport> = devs
         .into_iter()
         .zip(results)
         .map(|(mut dev, r)| {
-            let Probed { contents, error, size, elapsed } = r.unwrap_or_else(|| Probed {
-                contents: Contents::default(),
-                error: Some(format!("no answer within {:?}", opts.device_timeout)),
-                size: 0,
-                elapsed: opts.device_timeout,
-            });
+            let Probed { contents, error, size, elapsed } = r.expect("every device has an answer or a reason");
             if let Some(e) = &error {
                 warnings.push(format!("{}: {e}", dev.node));
             }
@@ -315,8 +503,13 @@ pub fn probe_cached(opts: &Options, cache: &mut Cache) -> ProbeReport {
         devices: reports,
         pools: asm.pools,
         aux: asm.aux,
+        pending,
         warnings,
     }
+}
+
+fn not_answered(why: String) -> Probed {
+    Probed { contents: Contents::default(), error: Some(why), size: 0, elapsed: Duration::ZERO }
 }
 
 impl ProbeReport {
@@ -346,5 +539,72 @@ pub fn link_partitions(reports: &mut [DeviceReport]) {
         if let Some((_, g)) = tables.iter().find(|(name, _)| name == parent) {
             r.gpt_entry = g.partitions.iter().find(|p| p.number == n).cloned();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO nobody writes to blocks its reader in open(2), as a device that never
+    /// answers blocks its reader in the kernel.
+    fn fifo(p: &Path) {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn stuck_devices_hold_neither_the_other_devices_nor_more_threads() {
+        let dir = std::env::temp_dir().join(format!("zroam-stuck-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut paths = Vec::new();
+        // Four stuck devices first, so they take every initial thread.
+        for i in 0..4 {
+            let p = dir.join(format!("stuck{i}"));
+            fifo(&p);
+            paths.push(p);
+        }
+        for i in 0..3 {
+            let p = dir.join(format!("disk{i}"));
+            std::fs::write(&p, vec![0u8; 1 << 20]).unwrap();
+            paths.push(p);
+        }
+        let opts = Options { paths: paths.clone(), device_timeout: Duration::from_secs(4), ..Options::default() };
+        let mut cache = Cache::default();
+        let t = Instant::now();
+        let rep = probe_cached(&opts, &mut cache);
+        // The good devices were read by the threads started for the stuck ones, and the
+        // pass did not wait out the whole bound for reads that are only stuck.
+        for d in rep.devices.iter().filter(|d| d.dev.name.starts_with("disk")) {
+            assert!(d.error.is_none(), "{}: {:?}", d.dev.name, d.error);
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "the pass took {:?}", t.elapsed());
+        assert_eq!(rep.pending.len(), 4, "{:?}", rep.pending);
+        let threads = cache.threads.load(Ordering::SeqCst);
+        assert!(threads >= 4 && threads <= 8, "{threads} threads");
+        // Later passes do not start the stuck reads again: no thread per pass.
+        for _ in 0..3 {
+            let rep = probe_cached(&opts, &mut cache);
+            assert_eq!(rep.pending.len(), 4);
+            assert!(rep
+                .devices
+                .iter()
+                .filter(|d| d.dev.name.starts_with("stuck"))
+                .all(|d| d.error.as_deref().is_some_and(|e| e.contains("still reading"))));
+        }
+        assert!(cache.threads.load(Ordering::SeqCst) <= threads, "threads leaked across passes");
+        // Once a stuck device answers, the next pass uses its answer.
+        for p in &paths[..4] {
+            drop(std::fs::OpenOptions::new().write(true).open(p).unwrap());
+        }
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut rep = probe_cached(&opts, &mut cache);
+        while !rep.pending.is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+            rep = probe_cached(&opts, &mut cache);
+        }
+        assert!(rep.pending.is_empty(), "{:?}", rep.pending);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
