@@ -58,12 +58,20 @@ impl Report {
     }
 
     /// Written to a temporary name and renamed, so a reader never sees half a report.
+    /// Only root may read it (its directory is made 0700, the file 0600): it names the
+    /// disks, the keys' sources and the console log.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)?;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
         }
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        drop(f);
         std::fs::rename(tmp, path)
     }
 
@@ -77,6 +85,15 @@ impl Report {
 /// the log so far and the resources used.
 pub fn writer(path: PathBuf, mode: Mode) -> crate::boot::Sink {
     let mut report = Report::new(mode);
+    // The directory is root's before anything (ESP mounts, key files) is put under it.
+    if let Some(d) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(d);
+        let _ = std::os::unix::fs::chown(d, Some(0), Some(0)).and_then(|_| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+        });
+    }
     Box::new(move |record: &Record| {
         report.boot = record.clone();
         report.log = console::lines();
@@ -107,6 +124,9 @@ mod tests {
         r.write(&path).unwrap();
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("report.json")]);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
         let back = Report::read(&path).unwrap();
         assert_eq!(back.schema, SCHEMA);
         assert_eq!(back.outcome(), Outcome::Booted);

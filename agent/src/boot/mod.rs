@@ -225,7 +225,8 @@ impl Boot {
         }
         if self.opts.cmdline.shell {
             self.keep_record();
-            emergency::shell(&format!("zroam.shell=1: the root is mounted at {}; exit the shell to boot it", self.opts.sysroot.display()));
+            let banner = format!("zroam.shell=1: the root is mounted at {}; exit the shell to boot it", self.opts.sysroot.display());
+            emergency::shell(&banner, emergency::Why::Asked);
         }
         let init = self.opts.cmdline.init.clone().unwrap_or_else(|| {
             ["/sbin/init", "/lib/systemd/systemd", "/etc/init", "/bin/init"]

@@ -33,7 +33,7 @@ pub fn run() -> ExitCode {
             if !pid1 {
                 return ExitCode::from(1);
             }
-            emergency::shell("emergency shell; exit it to try the boot again");
+            emergency::shell("emergency shell; exit it to try the boot again", emergency::Why::Failure);
             log::info!("trying the boot again");
         }
     }

@@ -4,6 +4,7 @@
 pub mod be;
 pub mod choose;
 pub mod cmdline;
+pub mod conf;
 pub mod import;
 pub mod pin;
 pub mod plan;
