@@ -582,7 +582,7 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(3), "the pass took {:?}", t.elapsed());
         assert_eq!(rep.pending.len(), 4, "{:?}", rep.pending);
         let threads = cache.threads.load(Ordering::SeqCst);
-        assert!(threads >= 4 && threads <= 8, "{threads} threads");
+        assert!((4..=8).contains(&threads), "{threads} threads");
         // Later passes do not start the stuck reads again: no thread per pass.
         for _ in 0..3 {
             let rep = probe_cached(&opts, &mut cache);
