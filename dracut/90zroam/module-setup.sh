@@ -45,6 +45,17 @@ install() {
     # glibc loads libgcc_s at run time for zpool's threads; ldd does not list it.
     inst_libdir_file "libgcc_s.so*"
     [[ -f /etc/hostid ]] && inst_simple -H /etc/hostid
+    # The root pin, zroam.conf and (shell=password) root's shadow entry and sulogin.
+    local etc f
+    etc=$(mktemp -d)
+    for f in $(zroam_stage_etc "$etc"); do
+        inst_simple "$etc/$f" "/$f"
+        if [[ $f == etc/shadow ]]; then
+            inst_multiple -o sulogin
+            grep -qs '^root:' "$initdir/etc/passwd" || grep '^root:' /etc/passwd >>"$initdir/etc/passwd"
+        fi
+    done
+    rm -rf "$etc"
 
     inst_hook cmdline 95 "$moddir/zroam-cmdline.sh"
     if dracut_module_included systemd; then

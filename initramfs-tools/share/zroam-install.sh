@@ -27,3 +27,28 @@ zroam_libgcc_s() (
     done
     return 1
 )
+
+# The files zroam reads from the image's /etc, staged under $1; prints each one's path
+# relative to $1, one a line, for the caller to put into its image:
+# - etc/zroam/root.pin: the root's identity. $ZROAM_PIN names a pin file to use (a stick's
+#   image, staged builds); else `zroam pin` writes the pin of the pool that holds /.
+# - etc/zroam/zroam.conf: the host's settings ($ZROAM_CONF, else /etc/zroam/zroam.conf).
+# - etc/shadow: root's entry only, and only when zroam.conf says shell=password.
+zroam_stage_etc() (
+    d=$1
+    mkdir -p "$d/etc/zroam"
+    if [ -n "${ZROAM_PIN:-}" ]; then
+        cp "$ZROAM_PIN" "$d/etc/zroam/root.pin" && echo etc/zroam/root.pin
+    elif "$(zroam_bin)" pin -o "$d/etc/zroam/root.pin" 2>"$d/pin.err"; then
+        echo etc/zroam/root.pin
+    else
+        echo "zroam: this image carries no root pin: $(cat "$d/pin.err")" >&2
+    fi
+    rm -f "$d/pin.err"
+    conf=${ZROAM_CONF:-/etc/zroam/zroam.conf}
+    [ -f "$conf" ] || return 0
+    cp "$conf" "$d/etc/zroam/zroam.conf" && echo etc/zroam/zroam.conf
+    if grep -Eq '^[[:space:]]*shell[[:space:]]*=[[:space:]]*"?password' "$conf"; then
+        (umask 077 && grep '^root:' "${ZROAM_SHADOW:-/etc/shadow}" >"$d/etc/shadow") && echo etc/shadow
+    fi
+)

@@ -261,6 +261,20 @@ def s16_same_hostid_stick(lab, e):
     return r
 
 
+def s16_pinned_image(lab, e):
+    """The same stick beside the mirror, booted by an image whose generator installed the
+    mirror's pin (gen_lab's KIND-pinned images): the mirror is mounted."""
+    real = lab.guid("mirror")
+    disks = [(stick_like_root(lab, "s16i", hostid=int(OURS, 16)), "virtio"),
+             (lab.disk("mirror", 0, "s16i"), "sata"), (lab.disk("mirror", 1, "s16i"), "sata")]
+    r = lab.boot("s16i", disks)
+    booted(r, "debian", e, child="yes")
+    got = str(((r.report or {}).get("pool") or {}).get("guid"))
+    check(got == real, f"mounted pool {got}, not the pinned {real}", e)
+    check(trust_of(r).get("pin", {}).get("state") == "active", f"the image's pin was not used: {trust_of(r).get('pin')}", e)
+    return r
+
+
 def s17_forged_guid_stick(lab, e):
     """A stick made by zpool create with the root's name, its labels given the root's pool
     GUID and a far newer txg: refused without a pin, the root with one."""
@@ -309,6 +323,8 @@ SCENARIOS = {
     "17-forged-guid-stick": s17_forged_guid_stick,
     "18-dd-copy": s18_dd_copy,
 }
+# Booted by gen_lab only: it needs an image that carries the pin.
+GEN_ONLY = {"16-pinned-image": s16_pinned_image}
 
 
 def demo(lab, name):

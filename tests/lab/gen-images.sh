@@ -4,9 +4,11 @@
 # zfs-initramfs. The host keeps its own /usr: each generator runs in a private mount
 # namespace where the staged files are bind-mounted at the paths the generator reads
 # (/usr/lib/dracut/modules.d, /usr/share/initramfs-tools) and /etc/hostid is the lab's.
-# Usage: gen-images.sh ZROAM_BINARY KIND STOCK -> prints the cached ramdisk's path
+# Usage: gen-images.sh ZROAM_BINARY KIND STOCK [PIN] -> prints the cached ramdisk's path
 #   KIND: dracut-systemd | dracut-shell | initramfs-tools     STOCK: with | without | only
 #   (only: OpenZFS's own module and no zroam, the benchmark's baseline)
+#   PIN: a root pin file the hooks install (ZROAM_PIN), as `zroam pin` makes it on a host
+#   whose / is on ZFS; without it the images carry none (the lab host's / is not ZFS).
 set -euo pipefail
 shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +16,7 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=builder.sh
 source "$here/builder.sh"
 
-bin=$(realpath "$1") kind=$2 stock=$3
+bin=$(realpath "$1") kind=$2 stock=$3 pin=${4:-}
 HOSTID=5eed1234
 case $kind in dracut-systemd | dracut-shell | initramfs-tools) ;; *) echo "unknown kind $kind" >&2; exit 2 ;; esac
 case $stock in with | without | only) ;; *) echo "stock must be with, without or only" >&2; exit 2 ;; esac
@@ -22,8 +24,9 @@ case $stock in with | without | only) ;; *) echo "stock must be with, without or
 # A stock-only image does not depend on zroam: it survives rebuilds of the binary.
 key=$( (cd "$repo" && cat "$here/gen-images.sh"
   [ "$stock" = only ] || cat "$bin" Makefile dracut/90zroam/* initramfs-tools/*/*
+  [ -z "$pin" ] || cat "$pin"
   echo "$LAB_KVER $kind $stock"; dpkg-query -W dracut-core initramfs-tools zfsutils-linux) | sha256sum | cut -c1-16)
-out=$ZROAM_LAB_CACHE/gen/$kind-$stock-$key.img
+out=$ZROAM_LAB_CACHE/gen/$kind-$stock${pin:+-pinned}-$key.img
 [ -s "$out" ] && { echo "$out"; exit 0; }
 mkdir -p "$(dirname "$out")"
 
@@ -70,7 +73,7 @@ esac
 # The generators reset PATH: ZROAM_BIN names the staged binary, ZROAM_LIBDIR the staged
 # install helper (PREFIX/lib/zroam is not in the view); each hook honours them.
 # shellcheck disable=SC2016 # the inline script expands its own arguments
-ZROAM_BIN=$tmp/dest/usr/sbin/zroam ZROAM_LIBDIR=$tmp/dest/usr/lib/zroam unshare -m bash -c '
+ZROAM_PIN=$pin ZROAM_BIN=$tmp/dest/usr/sbin/zroam ZROAM_LIBDIR=$tmp/dest/usr/lib/zroam unshare -m bash -c '
   set -e
   mount --bind "$1" "$2"
   mount --bind "$3" /etc/hostid

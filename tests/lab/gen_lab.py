@@ -11,16 +11,22 @@ mkinitcpio is not in Debian: tests/mkinitcpio/harness.sh runs zroam's install ho
 an implementation of the build API (recording the calls) and boots scenario 2 with the
 runtime hook under busybox.
 
-usage: gen_lab.py ZROAM_BINARY [CASE...]   CASE: KIND-with | KIND-without | mkinitcpio
+Each generator also builds an image carrying the mirror's root pin (the hooks install what
+`zroam pin` makes; ZROAM_PIN hands it to them here, the lab host's / not being ZFS): it
+boots the mirror beside a stick named like it with this system's hostid, and must mount the
+mirror (scenario 16 with the image's own pin).
+
+usage: gen_lab.py ZROAM_BINARY [CASE...]   CASE: KIND-with | KIND-without | KIND-pinned | mkinitcpio
 """
 import concurrent.futures
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 import boot_lab
-from vmlab import BOOT_SETS, HERE, boot_images, generator_initrd, generator_lab, lab_args, log, print_table, run_scenario, sh
+from vmlab import BOOT_SETS, HERE, Lab, boot_images, generator_initrd, generator_lab, lab_args, log, print_table, run_scenario, sh
 
 KINDS = ["dracut-systemd", "dracut-shell", "initramfs-tools"]
 SCENARIOS = ["1-mirror", "2-usb-degraded", "5-foreign-stick", "6-name-collision", "12-luks-mirror"]
@@ -38,6 +44,11 @@ def image(binary, case):
             missing.append("add_binary … /usr/bin/zroam")
         return img, ["2-usb-degraded"], missing
     kind, stock = case.rsplit("-", 1)
+    if stock == "pinned":
+        pin = os.path.join(tempfile.mkdtemp(), "root.pin")
+        with open(pin, "wb") as f:
+            f.write(Lab(binary, initrd="-", sets=("mirror",)).pin("mirror"))
+        return generator_initrd(binary, kind, "without", pin), ["16-pinned-image"], []
     return generator_initrd(binary, kind, stock), SCENARIOS, []
 
 
@@ -53,7 +64,8 @@ def run_case(binary, case):
     if missing:
         rows.append((case, "build API calls", "FAIL", "-", "0", "not called: " + ", ".join(missing)))
         log(f"{case}: the install hook did not call: {', '.join(missing)}")
-    rows += [run_scenario(n, boot_lab.SCENARIOS[n], lab, prefix=f"{case} ") for n in scenarios]
+    every = {**boot_lab.SCENARIOS, **boot_lab.GEN_ONLY}
+    rows += [run_scenario(n, every[n], lab, prefix=f"{case} ") for n in scenarios]
     if all(r[2] == "ok" for r in rows):
         shutil.rmtree(lab.work, ignore_errors=True)
     return rows
@@ -64,7 +76,7 @@ def main():
     if parsed is None:
         return 2
     binary, args = parsed
-    cases = args or [f"{k}-{s}" for k in KINDS for s in ("without", "with")] + ["mkinitcpio"]
+    cases = args or [f"{k}-{s}" for k in KINDS for s in ("without", "with", "pinned")] + ["mkinitcpio"]
     # Cases are independent: LAB_JOBS guests at a time (no scenario here asserts timing).
     jobs = int(os.environ.get("LAB_JOBS", "2"))
     t0 = time.monotonic()

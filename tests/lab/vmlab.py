@@ -465,9 +465,9 @@ class Lab:
             vm.send(on_shell)
 
 
-def generator_initrd(binary, kind, stock):
-    """The ramdisk a real generator made (gen-images.sh KIND STOCK), cached."""
-    return sh("bash", os.path.join(HERE, "gen-images.sh"), binary, kind, stock).strip()
+def generator_initrd(binary, kind, stock, pin=None):
+    """The ramdisk a real generator made (gen-images.sh KIND STOCK [PIN]), cached."""
+    return sh("bash", os.path.join(HERE, "gen-images.sh"), binary, kind, stock, *([pin] if pin else [])).strip()
 
 
 def generator_lab(binary, generator, initrd):

@@ -27,6 +27,15 @@ pub fn run(mut args: lexopt::Parser) -> Res {
         eprintln!("zroam pin: {m}");
         Ok(ExitCode::from(1))
     };
+    // The pool of / is asked of zpool first: a host whose / is not ZFS is told so without
+    // reading every disk.
+    let root = match which {
+        Some(_) => None,
+        None => match mounts::root_pool_guid() {
+            Some(g) => Some(g),
+            None => return fail("/ is not on ZFS here; --pool NAME|GUID names the pool".into()),
+        },
+    };
     let rep = probe::probe(&popts);
     let guid = match which.as_deref() {
         Some(w) => match parse_guid(w) {
@@ -43,10 +52,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
                 }
             }
         },
-        None => match mounts::root_pool_guid() {
-            Some(g) => Some(g),
-            None => return fail("/ is not on ZFS here; --pool NAME|GUID names the pool".into()),
-        },
+        None => root,
     };
     let Some(pool) = guid.and_then(|g| rep.pools.iter().find(|p| p.guid == g)) else {
         return fail(format!("no labels of pool {} found on this system's block devices", which.as_deref().unwrap_or("of /")));
