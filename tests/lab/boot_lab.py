@@ -303,6 +303,64 @@ def s18_dd_copy(lab, e):
     return r
 
 
+LOCK_PASSWORD = "zroam-lab-root"
+
+
+def locked_ramdisk(shell):
+    """Files that lock the ramdisk's emergency shell, as the generators write them."""
+    files = {"/etc/zroam/zroam.conf": f"# written by the lab\nshell={shell}\n".encode()}
+    if shell == "password":
+        import crypt  # noqa: the lab's own hash, made as passwd(1) would
+        h = crypt.crypt(LOCK_PASSWORD, crypt.mksalt(crypt.METHOD_SHA512))
+        files["/etc/shadow"] = f"root:{h}:19000:0:99999:7:::\n".encode()
+        files["/etc/passwd"] = b"root:x:0:0:root:/:/bin/sh\n"
+    return files
+
+
+def s19_shell_password(lab, e):
+    """shell=password: a failed boot asks for root's password; a wrong one is refused and
+    the shell opens only for the right one; zroam.shell=1 cannot open it without."""
+    ask = r"for normal startup\):|Control-D[^\r\n]*: "
+    r = lab.boot("s19", [(lab.blank("s19"), "virtio")], append="root=zfs:AUTO zroam.wait=2 zroam.shell=1",
+                 extra=locked_ramdisk("password"), answers=[(ask, "not-the-password"), ("Login incorrect", LOCK_PASSWORD)])
+    refused(r, "wait", e)
+    out = r.serial
+    wrong, prompt = out.find("Login incorrect"), out.find("zroam# ")
+    check(wrong >= 0, "a wrong password was not refused", e)
+    check(prompt > wrong, "the shell opened before the right password", e)
+    check(len(r.answered) == 2, f"questions answered: {r.answered}", e)
+    return r
+
+
+def s20_shell_off(lab, e):
+    """shell=off: a failed boot shows why and opens nothing, whatever the command line says;
+    a good boot with zroam.shell=1 goes on to the BE without a shell."""
+    r = lab.boot("s20a", [(lab.blank("s20a"), "virtio")], append="root=zfs:AUTO zroam.wait=2 zroam.shell=1 init=/bin/sh",
+                 extra=locked_ramdisk("off"), kill_on="emergency shell is off")
+    check("cannot boot (wait)" in r.serial, "the failure was not shown", e)
+    check(not r.shell, "a shell opened although zroam.conf says shell=off", e)
+    r2 = lab.boot("s20b", [(lab.disk("single", 0, "s20b"), "virtio")], append="root=zfs:AUTO zroam.shell=1",
+                  extra=locked_ramdisk("off"))
+    booted(r2, "debian", e)
+    check("zroam.shell=1 ignored" in r2.serial, "zroam.shell=1 was not refused", e)
+    return r
+
+
+def s21_stuck_sticks(lab, e):
+    """Four USB sticks that hardly answer beside the mirror: every probe thread they hold is
+    replaced, the mirror is read and booted, and the report names the stuck sticks."""
+    disks = [(lab.blank(f"s21-{i}"), "usb-stuck") for i in range(4)]
+    disks += [(lab.disk("mirror", 0, "s21"), "virtio"), (lab.disk("mirror", 1, "s21"), "virtio")]
+    r = lab.boot("s21", disks, timeout=240)
+    booted(r, "debian", e, child="yes")
+    probe = (r.report or {}).get("probe") or {}
+    stuck = {p["device"] for p in probe.get("pending", [])}
+    stuck |= {d["node"] for d in probe.get("devices", []) if "still reading" in (d.get("error") or "") or "no answer" in (d.get("error") or "")}
+    check(len([d for d in stuck if d.startswith("/dev/sd")]) >= 1, f"the report names no stuck stick: {sorted(stuck)}", e)
+    r.note = f"stuck: {' '.join(sorted(stuck))}"
+    return r
+
+
 SCENARIOS = {
     "1-mirror": s1_mirror,
     "2-usb-degraded": s2_usb_degraded,
@@ -322,6 +380,9 @@ SCENARIOS = {
     "16-same-hostid-stick": s16_same_hostid_stick,
     "17-forged-guid-stick": s17_forged_guid_stick,
     "18-dd-copy": s18_dd_copy,
+    "19-shell-password": s19_shell_password,
+    "20-shell-off": s20_shell_off,
+    "21-stuck-sticks": s21_stuck_sticks,
 }
 # Booted by gen_lab only: it needs an image that carries the pin.
 GEN_ONLY = {"16-pinned-image": s16_pinned_image}

@@ -239,7 +239,7 @@ def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, moni
     buses = {d[1] for d in disks}
     if "sata" in buses:
         a += ["-device", "ahci,id=ahci"]
-    if "usb" in buses or usb_bus:
+    if "usb" in buses or "usb-stuck" in buses or usb_bus:
         a += ["-device", "qemu-xhci,id=xhci"]
     if "scsi" in buses:
         a += ["-device", "virtio-scsi-pci,id=vscsi"]
@@ -262,6 +262,10 @@ def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, moni
             nlun += 1
         elif bus == "usb":
             a += ["-drive", drive, "-device", f"usb-storage,drive=d{i}{boot},bus=xhci.0"]
+        elif bus == "usb-stuck":
+            # A stick that hardly answers: 4 KiB a second, so a 256 KiB label read takes
+            # a minute (the kernel's own partition scan of a blank disk still finishes).
+            a += ["-drive", f"{drive},throttling.bps-total=4096", "-device", f"usb-storage,drive=d{i},bus=xhci.0"]
         else:
             raise ValueError(bus)
     if monitor:

@@ -62,7 +62,9 @@ pub fn shell(banner: &str, why: Why) {
         // sulogin asks for root's password (refusing wrong ones) and runs root's shell;
         // Control-D leaves it, and zroam goes on as after a shell.
         eprintln!("zroam: the shell is locked (zroam.conf shell=password): root's password opens it");
-        return run_on_console(Command::new(sulogin), sulogin);
+        let mut cmd = Command::new(sulogin);
+        cmd.env("PS1", "zroam# ");
+        return run_on_console(cmd, sulogin);
     }
     let Some(sh) = SHELLS.iter().find(|p| Path::new(p).exists()) else {
         eprintln!("zroam: this ramdisk has no shell; nothing more can be done here");
