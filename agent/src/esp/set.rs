@@ -145,8 +145,18 @@ pub fn roles(rep: &ProbeReport, pool_guid: u64, listed: &[Uuid], booted: Option<
             e.role = Role::Skipped { why: "no FAT filesystem found on it".into() };
         }
     }
+    // A PARTUUID on two partitions (a copied stick) names neither: both are left alone, and
+    // when it is the booted one, no disk is known to be the one the firmware booted.
+    let count = |u: Uuid| rep.devices.iter().filter(|d| d.is_esp() && d.gpt_entry.as_ref().is_some_and(|g| g.partuuid == u)).count();
+    let mut duplicated = false;
+    for e in out.iter_mut().filter(|e| e.node.is_some() && count(e.partuuid) > 1) {
+        duplicated |= Some(e.partuuid) == booted;
+        e.role = Role::Skipped {
+            why: format!("PARTUUID {} is on {} partitions: which one is ours is not known", e.partuuid, count(e.partuuid)),
+        };
+    }
     // Never guess: without the firmware's word for one usable ESP, everything is only checked.
-    let primary_known = booted.is_some_and(|b| out.iter().any(|e| e.partuuid == b && e.role == Role::Check));
+    let primary_known = !duplicated && booted.is_some_and(|b| out.iter().any(|e| e.partuuid == b && e.role == Role::Check));
     for e in out.iter_mut().filter(|e| e.role == Role::Check) {
         if primary_known {
             e.role = if Some(e.partuuid) == booted { Role::Primary } else { Role::Secondary };
@@ -270,6 +280,18 @@ mod tests {
             assert!(!esps.iter().any(|e| matches!(e.role, Role::Primary | Role::Secondary)), "{booted:?}");
             assert_eq!(role_of(&esps, 1), Role::Check);
         }
+    }
+
+    #[test]
+    fn a_copied_partuuid_names_no_primary_and_is_never_written() {
+        // A stick (vde) whose ESP copies the booted ESP's PARTUUID, listed in the set file too.
+        let mut rep = report();
+        rep.devices.push(part("vde", 1, PartKind::Esp, u(2), fat()));
+        let esps = roles(&rep, 7, &[u(2)], Some(u(2)));
+        assert!(!esps.iter().any(|e| e.role == Role::Primary), "{esps:?}");
+        assert!(esps.iter().filter(|e| e.partuuid == u(2)).all(|e| matches!(e.role, Role::Skipped { .. })));
+        assert!(esps.iter().all(|e| e.role != Role::Secondary), "nothing may be written without a primary");
+        assert_eq!(role_of(&esps, 1), Role::Check);
     }
 
     #[test]
