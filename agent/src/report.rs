@@ -135,6 +135,28 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Reports captured from lab boots: the typed contract reads each one and writes it
+    /// back field for field, so a field that vanishes, is renamed or changes type fails here.
+    #[test]
+    fn captured_reports_round_trip_through_the_contract() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/report");
+        let mut seen = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let original: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let r = Report::read(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(r.schema, SCHEMA, "{}", path.display());
+            assert_eq!(serde_json::to_value(&r).unwrap(), original, "{} does not survive the contract", path.display());
+            // The probe section is the probe's own JSON: its types read it back too.
+            let probe = r.boot.probe.clone().expect("a lab boot records its probe");
+            let typed: crate::probe::ProbeReport = serde_json::from_value(probe.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&typed).unwrap(), probe, "{}: the probe section", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 1, "no captured reports in {}", dir.display());
+    }
+
     #[test]
     fn not_a_report_is_an_error_not_a_panic() {
         let dir = std::env::temp_dir().join(format!("zroam-report-bad-{}", std::process::id()));
