@@ -143,9 +143,11 @@ impl Boot {
             // so that a plain stick that looks like the root cannot stand in for them.
             let locked = self.keys.locked(&rep, &cmd.luks);
             let pinned_locked = locked.iter().any(|c| pinned_luks.contains(&c.uuid.to_ascii_lowercase()));
-            let settled =
+            // Only a certain, complete choice (or a refusal) goes ahead with containers locked:
+            // anything else may be inside one of them.
+            let decided =
                 matches!(choice, Choice::Chosen { readiness: Readiness::Now, .. } | Choice::Ambiguous { .. } | Choice::Refused { .. });
-            if !locked.is_empty() && (!settled || pinned_locked) {
+            if !locked.is_empty() && (!decided || pinned_locked) {
                 if self.opts.load_hw_modules {
                     self.keys.load_dm_modules();
                 }
@@ -167,7 +169,7 @@ impl Boot {
                         return Ok((plan, rep));
                     }
                     Some(at) => (why.clone(), at.min(deadline)),
-                    None => (format!("{why} (drivers still loading)"), (now + MODULE_POLL).min(deadline)),
+                    None => (format!("{why} (drivers loading or devices still being read)"), (now + MODULE_POLL).min(deadline)),
                 },
                 Choice::Chosen { readiness: Readiness::Grace { why }, .. } => {
                     // The grace counts from when device discovery went quiet: a controller
