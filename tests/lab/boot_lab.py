@@ -361,6 +361,37 @@ def s21_stuck_sticks(lab, e):
     return r
 
 
+def pin_made_in_the_guest(lab, image, answers=()):
+    """The pin of an image set's pool made as a stick's owner would: booted with
+    zroam.shell=1, `zroam pin` run in the ramdisk with the pool imported (for LUKS members,
+    through the opened containers), read off the console."""
+    disks = [(lab.disk(image, i, f"pin-{image}"), "virtio") for i in range(len(lab.images[image]["disks"]))]
+    cmd = (f"ln -sf /init /tmp/zroam; echo ZROAM-PIN-''BEGIN; /tmp/zroam pin --pool {lab.guid(image)}; "
+           "echo ZROAM-PIN-''END; poweroff -f\n")
+    r = lab.boot(f"pin-{image}", disks, append="root=zfs:AUTO zroam.shell=1 zroam.esp=off", answers=answers, on_shell=cmd)
+    text = r.serial.replace("\r", "")
+    pin = text.split("ZROAM-PIN-BEGIN\n", 1)[-1].split("ZROAM-PIN-END", 1)[0] if "ZROAM-PIN-END" in text else ""
+    return pin.encode()
+
+
+def s22_luks_and_a_plain_stick(lab, e):
+    """The mirror inside LUKS containers, and a plain stick named like it with this
+    system's hostid: with the pin, the passphrase is asked before anything is imported and
+    the root in the containers boots."""
+    pin = pin_made_in_the_guest(lab, "luks", answers=[(ASK, PASSPHRASE)])
+    check(b"luks " in pin and f"pool {lab.guid('luks')} ".encode() in pin, f"the pin made in the guest: {pin!r}", e)
+    disks = [(stick_like_root(lab, "s22", hostid=int(OURS, 16)), "virtio"),
+             (lab.disk("luks", 0, "s22"), "virtio"), (lab.disk("luks", 1, "s22"), "virtio")]
+    r = lab.boot("s22", disks, extra={PIN: pin}, answers=[(ASK, PASSPHRASE)])
+    booted(r, "debian", e, child="yes")
+    got = str(((r.report or {}).get("pool") or {}).get("guid"))
+    check(got == lab.guid("luks"), f"booted pool {got}, not the pinned {lab.guid('luks')}", e)
+    check([k.get("outcome") for k in keys_of(r, "luks")] == ["opened", "opened"], f"LUKS records: {keys_of(r, 'luks')}", e)
+    argv = ((r.report or {}).get("import") or {}).get("argv", [])
+    check(sum("/dev/dm-" in a for a in argv) == 2 and not any(a.startswith("/dev/vd") for a in argv), f"import devices {argv}", e)
+    return r
+
+
 SCENARIOS = {
     "1-mirror": s1_mirror,
     "2-usb-degraded": s2_usb_degraded,
@@ -383,6 +414,7 @@ SCENARIOS = {
     "19-shell-password": s19_shell_password,
     "20-shell-off": s20_shell_off,
     "21-stuck-sticks": s21_stuck_sticks,
+    "22-luks-and-a-plain-stick": s22_luks_and_a_plain_stick,
 }
 # Booted by gen_lab only: it needs an image that carries the pin.
 GEN_ONLY = {"16-pinned-image": s16_pinned_image}
