@@ -54,7 +54,10 @@ pub fn shell(banner: &str, why: Why) {
                 }
             }
         }
-        ShellLock::Off => return locked_out(why),
+        ShellLock::Off => {
+            eprintln!("zroam: the emergency shell is off (zroam.conf shell=off)");
+            return locked_out(why);
+        }
         ShellLock::Open => None,
     };
     eprintln!("zroam: {banner}");
@@ -82,10 +85,10 @@ pub fn shell(banner: &str, why: Why) {
 /// until the machine is reset (as PID 1, zroam must not exit); asked for, the boot goes on.
 fn locked_out(why: Why) {
     if why == Why::Asked {
-        eprintln!("zroam: zroam.shell=1 ignored: the emergency shell is off (zroam.conf shell=off)");
+        eprintln!("zroam: zroam.shell=1 ignored: the emergency shell is locked (zroam.conf)");
         return;
     }
-    eprintln!("zroam: the emergency shell is off (zroam.conf shell=off); reset or power off the machine");
+    eprintln!("zroam: no emergency shell is opened (zroam.conf); reset or power off the machine");
     loop {
         // Reap whatever is left; nothing is started here.
         match nix::sys::wait::waitpid(None, None) {

@@ -7,6 +7,7 @@ use super::stage::Stage;
 use super::Boot;
 use crate::decide::choose::{Choice, Readiness};
 use crate::decide::plan::{self, Plan, System};
+use crate::decide::trust::{self, PinState};
 use crate::probe::{self, ProbeReport};
 use crate::sys::uevent::{Listener, Uevent};
 use crate::sys::{modules, run, usage};
@@ -130,8 +131,8 @@ impl Boot {
         let first_pass = Instant::now();
         let mut grace_from: Option<Instant> = None;
         let mut last_why = String::new();
-        let pinned_luks: Vec<String> = match &system.pin {
-            Some(Ok(p)) if cmd.pin => p.luks.clone(),
+        let pinned_luks: Vec<String> = match (&system.pin, trust::pin_state(&system.pin, &cmd)) {
+            (Some(Ok(p)), PinState::Active { .. }) => p.luks.clone(),
             _ => Vec::new(),
         };
         loop {
@@ -164,8 +165,12 @@ impl Boot {
             let (why, wake) = match choice {
                 Choice::Chosen { readiness: Readiness::Now, .. } => return Ok((plan, rep)),
                 Choice::Chosen { readiness: Readiness::Settle { why }, .. } => match self.settled_at(first_pass, &rep) {
-                    Some(at) if now >= at || now >= deadline => {
+                    Some(at) if now >= at => {
                         log::info!("discovery settled: {why}");
+                        return Ok((plan, rep));
+                    }
+                    _ if now >= deadline => {
+                        self.warn(format!("going ahead after zroam.wait although discovery has not settled: {why}"));
                         return Ok((plan, rep));
                     }
                     Some(at) => (why.clone(), at.min(deadline)),
@@ -194,10 +199,15 @@ impl Boot {
                     }
                     if now >= deadline {
                         self.keep_probe(rep);
-                        let hint = if matches!(choice, Choice::NotFound { .. }) {
-                            "attach the pool's disks; zroam.wait=SECONDS waits longer; root=ZFS=POOL or zroam.pool=NAME|GUID names another pool"
-                        } else {
-                            "attach the missing disks, or zroam.wait=SECONDS waits longer"
+                        let pinned = matches!(plan.trust.pin, PinState::Active { .. });
+                        let hint = match (choice, pinned) {
+                            (Choice::NotFound { .. }, true) => {
+                                "attach the pool's disks; the ramdisk's pin names the pool by GUID: after zpool reguid or a restore onto new disks, zroam.pin=off boots without it (then rebuild the ramdisk); zroam.pool=GUID names another pool"
+                            }
+                            (Choice::NotFound { .. }, false) => {
+                                "attach the pool's disks; zroam.wait=SECONDS waits longer; root=ZFS=POOL or zroam.pool=NAME|GUID names another pool"
+                            }
+                            _ => "attach the missing disks, or zroam.wait=SECONDS waits longer",
                         };
                         return Err(fail(Stage::Wait, format!("{why} (waited {:.1} s)", cmd.wait.as_secs_f64()), hint));
                     }
@@ -207,13 +217,18 @@ impl Boot {
                     // A choice by name waits for discovery to settle; so does a refusal,
                     // since a device still arriving may be the one that settles it (a
                     // pinned member, the copy's original).
-                    if let Some(at) = self.settled_at(first_pass, &rep).filter(|at| now < *at && now < deadline) {
-                        (String::from("several candidates or contradicting labels; waiting for the devices to settle"), at.min(deadline))
-                    } else {
+                    let wake = match self.settled_at(first_pass, &rep) {
+                        _ if now >= deadline => None,
+                        Some(at) if now < at => Some(at.min(deadline)),
+                        Some(_) => None,
+                        None => Some((now + MODULE_POLL).min(deadline)),
+                    };
+                    let Some(wake) = wake else {
                         self.keep_probe(rep);
                         self.record.pool = Some(plan.pool.clone());
                         return Err(refusal(&plan.pool));
-                    }
+                    };
+                    ("several candidates or contradicting labels; waiting for the devices to settle".to_string(), wake)
                 }
             };
             if why != last_why {

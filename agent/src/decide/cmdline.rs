@@ -88,7 +88,7 @@ pub struct Cmdline {
     pub pool: Option<PoolSel>,
     #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
     pub wait: Duration,
-    /// Extra wait for a pool that is importable but degraded, or chosen without certainty.
+    /// Extra wait for a pool that is importable but degraded, for its missing members.
     #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
     pub grace: Duration,
     pub force: bool,

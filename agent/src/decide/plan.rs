@@ -78,6 +78,12 @@ pub fn plan(rep: &ProbeReport, cmd: &Cmdline, sys: &System) -> Plan {
     // With a pin, the pin names the pool (zroam.pool=GUID of another pool overrides it).
     let mut cmd = cmd.clone();
     if let Some(p) = pin {
+        if let Some(PoolSel::Name(n)) = cmd.pool.as_ref().filter(|s| !matches!(s, PoolSel::Name(n) if *n == p.pool_name)) {
+            trust.ignored.push(format!(
+                "zroam.pool={n}: the ramdisk's pin names pool {} (guid {}); zroam.pool=GUID or zroam.pin=off overrides it",
+                p.pool_name, p.pool_guid
+            ));
+        }
         cmd.pool = Some(PoolSel::Guid(p.pool_guid));
         facts.guid_reason = Some(format!("pinned in the ramdisk ({})", crate::decide::pin::PATH));
     }
