@@ -148,7 +148,9 @@ impl Boot {
             // anything else may be inside one of them.
             let decided =
                 matches!(choice, Choice::Chosen { readiness: Readiness::Now, .. } | Choice::Ambiguous { .. } | Choice::Refused { .. });
-            if !locked.is_empty() && (!decided || pinned_locked) {
+            // After the tries ran out on one container, no other is asked for: the tries
+            // bound all questions of a boot, and the shell is the way back.
+            if !locked.is_empty() && (!decided || pinned_locked) && !self.keys.gave_up_any() {
                 if self.opts.load_hw_modules {
                     self.keys.load_dm_modules();
                 }

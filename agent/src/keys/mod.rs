@@ -279,6 +279,11 @@ impl Keys {
         warnings
     }
 
+    /// Has any container been given up on (its tries ran out) this boot?
+    pub fn gave_up_any(&self) -> bool {
+        !self.gave_up.is_empty()
+    }
+
     /// With containers given up on and no pool to boot without them: fail now rather than
     /// wait out zroam.wait.
     pub fn stuck(&self, why: &str) -> Option<Stuck> {
