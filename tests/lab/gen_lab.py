@@ -16,7 +16,7 @@ Each generator also builds an image carrying the mirror's root pin (the hooks in
 boots the mirror beside a stick named like it with this system's hostid, and must mount the
 mirror (scenario 16 with the image's own pin).
 
-usage: gen_lab.py ZROAM_BINARY [CASE...]   CASE: KIND-with | KIND-without | KIND-pinned | mkinitcpio
+usage: gen_lab.py ZROAM_BINARY [CASE...]   CASE: KIND-with | KIND-without | KIND-pinned | mkinitcpio[-pinned]
 """
 import concurrent.futures
 import os
@@ -34,8 +34,19 @@ SCENARIOS = ["1-mirror", "2-usb-degraded", "5-foreign-stick", "6-name-collision"
 MKINITCPIO_CALLS = ["add_binary zpool", "add_binary zfs", "add_module zfs", "add_module usb_storage?", "add_runscript"]
 
 
+def mirror_pin(binary):
+    """A file holding the lab mirror's root pin, as `zroam pin` makes it."""
+    pin = os.path.join(tempfile.mkdtemp(), "root.pin")
+    with open(pin, "wb") as f:
+        f.write(Lab(binary, initrd="-", sets=("mirror",)).pin("mirror"))
+    return pin
+
+
 def image(binary, case):
     """The ramdisk for a case, and the scenarios it boots."""
+    if case == "mkinitcpio-pinned":
+        img = sh("bash", os.path.join(HERE, "..", "mkinitcpio", "harness.sh"), binary, mirror_pin(binary)).strip()
+        return img, ["16-pinned-image"], []
     if case == "mkinitcpio":
         img = sh("bash", os.path.join(HERE, "..", "mkinitcpio", "harness.sh"), binary).strip()
         calls = open(img + ".calls").read().splitlines()
@@ -45,10 +56,7 @@ def image(binary, case):
         return img, ["2-usb-degraded"], missing
     kind, stock = case.rsplit("-", 1)
     if stock == "pinned":
-        pin = os.path.join(tempfile.mkdtemp(), "root.pin")
-        with open(pin, "wb") as f:
-            f.write(Lab(binary, initrd="-", sets=("mirror",)).pin("mirror"))
-        return generator_initrd(binary, kind, "without", pin), ["16-pinned-image"], []
+        return generator_initrd(binary, kind, "without", mirror_pin(binary)), ["16-pinned-image"], []
     return generator_initrd(binary, kind, stock), SCENARIOS, []
 
 
@@ -76,7 +84,7 @@ def main():
     if parsed is None:
         return 2
     binary, args = parsed
-    cases = args or [f"{k}-{s}" for k in KINDS for s in ("without", "with", "pinned")] + ["mkinitcpio"]
+    cases = args or [f"{k}-{s}" for k in KINDS for s in ("without", "with", "pinned")] + ["mkinitcpio", "mkinitcpio-pinned"]
     # Cases are independent: LAB_JOBS guests at a time (no scenario here asserts timing).
     jobs = int(os.environ.get("LAB_JOBS", "2"))
     t0 = time.monotonic()

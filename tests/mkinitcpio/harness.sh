@@ -5,7 +5,8 @@
 # mkinitcpio's runtime contract (cmdline as shell variables, run_hook of each hook, then
 # "$mount_handler" /new_root, then switch_root). It runs zroam's real install and runtime
 # hooks (mkinitcpio/install/zroam, mkinitcpio/hooks/zroam).
-# Usage: harness.sh ZROAM_BINARY -> prints the image path; IMAGE.calls lists the API calls.
+# Usage: harness.sh ZROAM_BINARY [PIN] -> prints the image path; IMAGE.calls lists the API
+# calls. PIN: a root pin file the install hook puts in the image (ZROAM_PIN).
 set -euo pipefail
 shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,11 +17,12 @@ source "$repo/tests/lab/builder.sh"
 ZROAM_BIN=$(realpath "$1")
 # The hook is sourced from the source tree: its shared install helper is there too.
 ZROAM_LIBDIR=$repo/initramfs-tools/share
-export ZROAM_BIN ZROAM_LIBDIR
+ZROAM_PIN=${2:+$(realpath "$2")}
+export ZROAM_BIN ZROAM_LIBDIR ZROAM_PIN
 HOSTID=5eed1234
-key=$( (cat "$0" "$ZROAM_BIN" "$repo"/mkinitcpio/*/zroam "$ZROAM_LIBDIR"/zroam-install.sh; echo "$LAB_KVER") |
-  sha256sum | cut -c1-16)
-out=$ZROAM_LAB_CACHE/gen/mkinitcpio-$key.img
+key=$( (cat "$0" "$ZROAM_BIN" "$repo"/mkinitcpio/*/zroam "$ZROAM_LIBDIR"/zroam-install.sh; echo "$LAB_KVER"
+  [ -z "$ZROAM_PIN" ] || cat "$ZROAM_PIN") | sha256sum | cut -c1-16)
+out=$ZROAM_LAB_CACHE/gen/mkinitcpio${ZROAM_PIN:+-pinned}-$key.img
 [ -s "$out" ] && { echo "$out"; exit 0; }
 mkdir -p "$(dirname "$out")"
 
