@@ -279,16 +279,17 @@ def s17_forged_guid_stick(lab, e):
     """A stick made by zpool create with the root's name, its labels given the root's pool
     GUID and a far newer txg: refused without a pin, the root with one."""
     real = lab.guid("mirror")
-    disks = lambda t: [(lab.disk("mirror", 0, t), "virtio"), (lab.disk("mirror", 1, t), "virtio"),
-                       (stick_like_root(lab, t, pool_guid=real, txg=10**9, hostid=int(OURS, 16)), "usb")]
+    # The stick on the faster bus: it is seen alone first, claiming the root's GUID.
+    disks = lambda t: [(stick_like_root(lab, t, pool_guid=real, txg=10**9, hostid=int(OURS, 16)), "virtio"),
+                       (lab.disk("mirror", 0, t), "sata"), (lab.disk("mirror", 1, t), "sata")]
     r = lab.boot("s17a", disks("s17a"))
-    refused(r, "choose-pool", e, words=["two different pools with one GUID", "/dev/sda", "zroam.ignore="])
+    refused(r, "choose-pool", e, words=["two different pools with one GUID", "/dev/vda", "zroam.ignore="])
     check(not (r.report or {}).get("import"), "a pool was imported from contradicting labels", e)
     r2 = lab.boot("s17b", disks("s17b"), extra={PIN: lab.pin("mirror")})
     booted(r2, "debian", e, child="yes")
     argv = ((r2.report or {}).get("import") or {}).get("argv", [])
-    check(not any(a.startswith("/dev/sd") for a in argv), f"the forged stick was given to import: {argv}", e)
-    check(any("/dev/sda" in i for i in trust_of(r2).get("ignored", [])), f"trust: {trust_of(r2)}", e)
+    check(not any(a.startswith("/dev/vd") for a in argv), f"the forged stick was given to import: {argv}", e)
+    check(any("/dev/vda" in i for i in trust_of(r2).get("ignored", [])), f"trust: {trust_of(r2)}", e)
     r.note = "unpinned: refused as two pools with one GUID; pinned: the root, stick ignored"
     return r
 
