@@ -39,16 +39,30 @@ impl FileSource {
             let mut f = &file;
             f.seek(io::SeekFrom::End(0))?
         };
+        // No readahead: zroam reads a few known regions, and a read it gives up on (a
+        // stuck disk) holds its thread, and any exec of this process, until that I/O ends.
+        // Only what was asked for is in flight.
+        // SAFETY: posix_fadvise only advises the kernel about this open descriptor.
+        let _ = unsafe { libc::posix_fadvise(std::os::fd::AsRawFd::as_raw_fd(&file), 0, 0, libc::POSIX_FADV_RANDOM) };
         Ok(Self { file, size })
     }
 }
+
+/// Largest single read: a thread blocked on a device that hardly answers is released
+/// (killed, or told its answer is no longer wanted) after at most one such read.
+const READ_CHUNK: usize = 32 * 1024;
 
 impl BlockSource for FileSource {
     fn size(&self) -> u64 {
         self.size
     }
     fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_exact_at(buf, off)
+        let mut at = off;
+        for chunk in buf.chunks_mut(READ_CHUNK) {
+            self.file.read_exact_at(chunk, at)?;
+            at += chunk.len() as u64;
+        }
+        Ok(())
     }
 }
 
