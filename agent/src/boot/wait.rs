@@ -135,8 +135,15 @@ impl Boot {
             (Some(Ok(p)), PinState::Active { .. }) => p.luks.clone(),
             _ => Vec::new(),
         };
+        // A pass reads nothing new unless a block device changed, a read was still in
+        // flight, or a container was opened: ticks that only wait for module loads to
+        // finish reuse the last decision instead of probing again.
+        let mut last: Option<(Plan, ProbeReport)> = None;
         loop {
-            let (plan, rep) = self.pass(system);
+            let (plan, rep) = match last.take() {
+                Some(kept) => kept,
+                None => self.pass(system),
+            };
             self.record.trust = Some(plan.trust.clone());
             let choice = &plan.pool;
             // The pool (or a member) may be inside LUKS containers: open them, then look
@@ -240,6 +247,7 @@ impl Boot {
             // Reads in flight answer without a uevent: look again soon while there are any.
             let wake = if rep.pending.is_empty() { wake } else { wake.min(Instant::now() + PENDING_POLL) };
             // Sleep until a block device appears (or the wake time); other events only load modules.
+            let mut block = listener.is_none() || !rep.pending.is_empty();
             loop {
                 let evs = match listener {
                     Some(l) => l.wait(wake, SETTLE),
@@ -248,9 +256,16 @@ impl Boot {
                         break;
                     }
                 };
-                if self.handle_events(evs) || Instant::now() >= wake {
+                if self.handle_events(evs) {
+                    block = true;
                     break;
                 }
+                if Instant::now() >= wake {
+                    break;
+                }
+            }
+            if !block {
+                last = Some((plan, rep));
             }
         }
     }
