@@ -171,7 +171,6 @@ impl Boot {
             let (plan, _) = self.stage(Stage::Wait, |b| b.wait_for_pool(listener.as_ref(), &system))?;
             self.stage(Stage::ZfsModule, |b| b.wait_zfs_module())?;
             let (again, rep2) = self.pass(&system);
-            self.record.trust = Some(again.trust.clone());
             let same = |p: &Plan| p.import.as_ref().map(|i| (i.guid, i.devices.clone()));
             match &again.pool {
                 Choice::Chosen { .. } if same(&again) == same(&plan) => break (again, rep2),

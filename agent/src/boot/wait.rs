@@ -106,7 +106,9 @@ impl Boot {
             devices: rep.devices.len(),
             reused: rep.reused,
         });
-        (plan::plan(&rep, &self.opts.cmdline, system), rep)
+        let plan = plan::plan(&rep, &self.opts.cmdline, system);
+        self.record.trust = Some(plan.trust.clone());
+        (plan, rep)
     }
 
     /// When discovery counts as settled: drivers loaded (our modprobes done, udev's queue
@@ -144,7 +146,6 @@ impl Boot {
                 Some(kept) => kept,
                 None => self.pass(system),
             };
-            self.record.trust = Some(plan.trust.clone());
             let choice = &plan.pool;
             // The pool (or a member) may be inside LUKS containers: open them, then look
             // again at once. The pin's containers are opened before anything is imported,
