@@ -38,6 +38,8 @@ check: build setup toolchain lint unit binary fuzz-regress lab-probe lab-boot la
 SHELL_FILES := dracut/90zroam/*.sh initramfs-tools/hooks/zroam initramfs-tools/scripts/zroam \
   initramfs-tools/conf.d/zroam initramfs-tools/share/zroam-install.sh \
   mkinitcpio/install/zroam mkinitcpio/hooks/zroam tests/lab/*.sh tests/mkinitcpio/* \
+  initramfs-tools/post-update.d/zroam-esp mkinitcpio/post/zroam-esp \
+  initramfs-tools/share/kernel-install/96-zroam-esp.install \
   tests/check-binary.sh tests/fixtures/capture.sh .ci/run
 
 lint:
@@ -103,10 +105,18 @@ clean:
 
 # The binary, each generator's module where that generator looks for it, and the install
 # helper the three modules share (they find it from their own paths: PREFIX/lib/zroam).
+# The ESP sync hooks go where their callers look, whatever PREFIX is: kernel-install reads
+# only /etc/kernel/install.d and /usr/lib/kernel/install.d, update-initramfs only
+# /etc/initramfs/post-update.d, mkinitcpio /etc/initcpio/post and /usr/lib/initcpio/post.
+KERNEL_INSTALL_DIR ?= /usr/lib/kernel/install.d
+INITRAMFS_POST_UPDATE_DIR ?= /etc/initramfs/post-update.d
+MKINITCPIO_POST_DIR ?= /usr/lib/initcpio/post
 INSTALLED := $(PREFIX)/sbin/zroam $(PREFIX)/lib/zroam $(PREFIX)/lib/dracut/modules.d/90zroam \
   $(PREFIX)/share/initramfs-tools/hooks/zroam $(PREFIX)/share/initramfs-tools/scripts/zroam \
   $(PREFIX)/share/initramfs-tools/conf.d/zroam \
-  $(PREFIX)/lib/initcpio/install/zroam $(PREFIX)/lib/initcpio/hooks/zroam
+  $(PREFIX)/lib/initcpio/install/zroam $(PREFIX)/lib/initcpio/hooks/zroam \
+  $(KERNEL_INSTALL_DIR)/96-zroam-esp.install $(INITRAMFS_POST_UPDATE_DIR)/zroam-esp \
+  $(MKINITCPIO_POST_DIR)/zroam-esp
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/zroam
@@ -119,6 +129,9 @@ install: build
 	install -D -m 0644 initramfs-tools/conf.d/zroam $(DESTDIR)$(PREFIX)/share/initramfs-tools/conf.d/zroam
 	install -D -m 0644 mkinitcpio/install/zroam $(DESTDIR)$(PREFIX)/lib/initcpio/install/zroam
 	install -D -m 0644 mkinitcpio/hooks/zroam $(DESTDIR)$(PREFIX)/lib/initcpio/hooks/zroam
+	install -D -m 0755 initramfs-tools/share/kernel-install/96-zroam-esp.install $(DESTDIR)$(KERNEL_INSTALL_DIR)/96-zroam-esp.install
+	install -D -m 0755 initramfs-tools/post-update.d/zroam-esp $(DESTDIR)$(INITRAMFS_POST_UPDATE_DIR)/zroam-esp
+	install -D -m 0755 mkinitcpio/post/zroam-esp $(DESTDIR)$(MKINITCPIO_POST_DIR)/zroam-esp
 
 uninstall:
 	rm -rf $(addprefix $(DESTDIR),$(INSTALLED))

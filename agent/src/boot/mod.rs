@@ -214,7 +214,11 @@ impl Boot {
         self.record.be = Some(be);
         if self.opts.cmdline.esp != EspMode::Off {
             let booted = system.booted.clone();
-            self.stage(Stage::Esp, |b| b.esp_stage(guid, booted.as_ref()));
+            let pinned = match &system.pin {
+                Some(Ok(p)) if p.pool_guid == guid && self.opts.cmdline.pin => p.esps.clone(),
+                _ => Vec::new(),
+            };
+            self.stage(Stage::Esp, |b| b.esp_stage(guid, booted.as_ref(), pinned));
         }
 
         if !self.opts.switch {
@@ -245,19 +249,20 @@ impl Boot {
     }
 
     /// The ESP stage, never fatal: its problems become warnings in the record.
-    fn esp_stage(&mut self, guid: u64, booted: Option<&BootedEsp>) {
+    fn esp_stage(&mut self, guid: u64, booted: Option<&BootedEsp>, pinned: Vec<uuid::Uuid>) {
         let cmd = &self.opts.cmdline;
         let opts = esp::sync::Options {
             mode: if cmd.esp == EspMode::Check { esp::sync::Mode::Check } else { esp::sync::Mode::Sync },
             dry_run: false,
             budget: cmd.esp_budget,
             mount_base: PathBuf::from("/run/zroam/esp"),
+            pinned,
         };
         let Some(rep) = self.probe.as_ref() else { return };
         let r = esp::sync::run(rep, guid, booted.map(|b| b.partuuid), &opts);
-        match r.primary {
-            Some(p) => log::info!("ESPs: primary {p}; {} in the set", r.esps.len()),
-            None => log::info!("ESPs: no primary known (no firmware record of the booted ESP): checking only"),
+        match (r.primary, &r.check_only) {
+            (Some(p), _) => log::info!("ESPs: primary {p}; {} in the set", r.esps.len()),
+            (None, why) => log::info!("ESPs: no primary known ({}): checking only", why.as_deref().unwrap_or("no ESP")),
         }
         for e in &r.esps {
             if !e.copied.is_empty() || !e.deleted.is_empty() {

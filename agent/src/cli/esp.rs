@@ -8,14 +8,17 @@ use crate::sys::{efi, mounts};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: zroam esp sync [--dry-run] | status | add PARTUUID | remove PARTUUID   [--json] [--pool-guid G] [--efivars DIR] [--budget S]";
+const USAGE: &str = "usage: zroam esp sync [--dry-run] [--hook] | status | add PARTUUID | remove PARTUUID   [--json] [--pool-guid G] [--efivars DIR] [--budget S] [--pin FILE]
+
+--hook: for the hooks that run after the boot files change: silent when / is not on ZFS or
+there is no secondary ESP to sync to; one line per secondary otherwise.";
 
 pub fn run(mut args: lexopt::Parser) -> Res {
     use lexopt::prelude::*;
     let mut action = None;
     let mut target = None;
-    let (mut dry_run, mut json) = (false, false);
+    let (mut dry_run, mut json, mut hook) = (false, false, false);
+    let mut pin_path = PathBuf::from(crate::decide::pin::PATH);
     let mut guid = None;
     let mut efivars = PathBuf::from("/sys/firmware/efi/efivars");
     let mut budget = cmdline::DEFAULT_ESP_BUDGET;
@@ -25,6 +28,8 @@ pub fn run(mut args: lexopt::Parser) -> Res {
             Value(v) if target.is_none() => target = Some(v.string()?),
             Long("dry-run") => dry_run = true,
             Long("json") => json = true,
+            Long("hook") => hook = true,
+            Long("pin") => pin_path = PathBuf::from(args.value()?),
             Long("pool-guid") => guid = Some(args.value()?.parse()?),
             Long("efivars") => efivars = PathBuf::from(args.value()?),
             Long("budget") => budget = std::time::Duration::from_secs_f64(args.value()?.parse()?),
@@ -32,8 +37,17 @@ pub fn run(mut args: lexopt::Parser) -> Res {
         }
     }
     let Some(guid) = guid.or_else(mounts::root_pool_guid) else {
+        if hook {
+            return Ok(ExitCode::SUCCESS);
+        }
         eprintln!("zroam esp: / is not on ZFS here; --pool-guid GUID names the pool");
         return Ok(ExitCode::from(2));
+    };
+    // The root pin names ESPs that belong to the set wherever they are (a running system
+    // keeps the one its ramdisk was made with in the same place, when it was staged there).
+    let pinned = match crate::decide::pin::load(&pin_path) {
+        Some(Ok(p)) if p.pool_guid == guid => p.esps,
+        _ => Vec::new(),
     };
     let rep = probe::probe(&probe::Options::default());
     let booted = efi::booted_esp(&efivars).map(|b| b.partuuid);
@@ -45,7 +59,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
                 return Ok(ExitCode::from(2));
             };
             let add = action.as_deref() == Some("add");
-            match sync::update_set(&rep, guid, booted, &base, |s| {
+            match sync::update_set(&rep, guid, booted, &pinned, &base, |s: &mut set::SetFile| {
                 s.esps.retain(|x| *x != u);
                 if add {
                     s.esps.push(u);
@@ -53,6 +67,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
             }) {
                 Ok(s) => {
                     print!("{}", set::render(&s));
+                    eprintln!("zroam esp: written to the booted ESP; `zroam esp sync` (or the next boot) brings the others in line");
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -62,9 +77,12 @@ pub fn run(mut args: lexopt::Parser) -> Res {
             }
         }
         (Some(a @ ("sync" | "status")), None) => {
-            let opts =
-                sync::Options { mode: if a == "sync" { sync::Mode::Sync } else { sync::Mode::Check }, dry_run, budget, mount_base: base };
+            let mode = if a == "sync" { sync::Mode::Sync } else { sync::Mode::Check };
+            let opts = sync::Options { mode, dry_run, budget, mount_base: base, pinned };
             let r = sync::run(&rep, guid, booted, &opts);
+            if hook {
+                return Ok(hook_summary(&r));
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
@@ -76,5 +94,36 @@ pub fn run(mut args: lexopt::Parser) -> Res {
             eprintln!("{USAGE}");
             Ok(ExitCode::from(2))
         }
+    }
+}
+
+/// What a hook prints: nothing when there is nothing to sync to; else one line per
+/// secondary, and the warnings on stderr (exit 1 with warnings; the hooks ignore it).
+fn hook_summary(r: &sync::EspReport) -> ExitCode {
+    let secondaries: Vec<_> = r.esps.iter().filter(|e| e.esp.as_ref().is_some_and(|x| x.role == set::Role::Secondary)).collect();
+    let others = r.esps.iter().filter(|e| e.esp.as_ref().is_some_and(|x| x.role != set::Role::Primary)).count();
+    if others == 0 {
+        return ExitCode::SUCCESS;
+    }
+    if let Some(why) = &r.check_only {
+        eprintln!("zroam esp: nothing synced: {why}");
+    }
+    for e in secondaries {
+        let id = e.esp.as_ref().map(|x| x.partuuid.to_string()).unwrap_or_default();
+        println!(
+            "zroam esp: {id}: {} copied, {} deleted, {} foreign left alone{}",
+            e.copied.len(),
+            e.deleted.len(),
+            e.foreign.len(),
+            if e.verified { "" } else { " (not verified)" }
+        );
+    }
+    for w in &r.warnings {
+        eprintln!("zroam esp: {w}");
+    }
+    if r.warnings.is_empty() && r.check_only.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }

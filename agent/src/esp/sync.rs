@@ -1,9 +1,12 @@
-//! Stage `esp`, effectful part: mount the ESPs, read their trees, apply `tree::plan` to each
-//! secondary with copy-to-temporary + fsync + rename, and report. The primary is mounted
-//! read-only and never written. Every problem is a warning: the boot goes on.
+//! Stage `esp`, effectful part: mount the ESPs, read their trees and manifests, apply
+//! `tree::plan` to each secondary (new and changed files first, each by copy-to-temporary +
+//! fsync + rename, then deletions), and report. The primary is mounted read-only (or used
+//! where it is already mounted) and never written. Every problem is a warning: the boot
+//! goes on.
 
+use crate::esp::manifest::{self, Entry, Manifest};
 use crate::esp::set::{self, Esp, Role};
-use crate::esp::tree::{self, Node, Plan, Tree, MARKER, TMP_SUFFIX};
+use crate::esp::tree::{self, Node, Plan, Rules, Tree, MARKER, TMP_SUFFIX};
 use crate::probe::ProbeReport;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
@@ -32,6 +35,8 @@ pub struct Options {
     pub budget: Duration,
     /// Where ESPs are mounted, one directory each.
     pub mount_base: PathBuf,
+    /// ESPs the root pin names (members of the set wherever they are).
+    pub pinned: Vec<Uuid>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -41,6 +46,12 @@ pub struct EspResult {
     pub copied: Vec<String>,
     pub deleted: Vec<String>,
     pub kept_local: Vec<String>,
+    /// What zroam did not write and left alone (a directory stands for what is under it).
+    #[serde(default)]
+    pub foreign: Vec<String>,
+    /// Foreign files at paths the primary has: not overwritten (`replace PATH` allows it).
+    #[serde(default)]
+    pub conflicts: Vec<String>,
     pub bytes: u64,
     pub ms: u64,
     /// An in-progress marker from an interrupted sync was found (full verification forced).
@@ -57,6 +68,9 @@ pub struct EspResult {
 pub struct EspReport {
     pub mode: Option<Mode>,
     pub primary: Option<Uuid>,
+    /// Why nothing is written (no primary known), when that is so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_only: Option<String>,
     pub esps: Vec<EspResult>,
     pub ms: u64,
     pub warnings: Vec<String>,
@@ -85,13 +99,32 @@ pub fn load_fat_modules() {
     crate::sys::run::run("modprobe", &args, Duration::from_secs(10));
 }
 
-/// A mounted ESP, unmounted when dropped.
+/// A mounted ESP, unmounted when dropped if zroam mounted it.
 pub struct Mounted {
     pub dir: PathBuf,
+    owned: bool,
+}
+
+/// Where `node` is already mounted whole (a running system's /boot/efi), and whether rw.
+fn existing_mount(node: &str) -> Option<(PathBuf, bool)> {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = fs::metadata(node).ok()?.rdev();
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let (dir, rw) = crate::sys::mounts::mount_of(&info, nix::sys::stat::major(rdev) as u32, nix::sys::stat::minor(rdev) as u32)?;
+    Some((PathBuf::from(dir), rw))
 }
 
 impl Mounted {
+    /// Mount `node` at `dir`; where it is mounted already, that mount is used (a second
+    /// mount of a vfat with other flags is refused by the kernel) and left in place.
     pub fn new(node: &str, dir: PathBuf, readonly: bool) -> Result<Mounted, EspError> {
+        if let Some((at, rw)) = existing_mount(node) {
+            if rw || readonly {
+                return Ok(Mounted { dir: at, owned: false });
+            }
+            let e = std::io::Error::other(format!("mounted read-only at {}", at.display()));
+            return Err(EspError::Io { path: node.to_string(), source: e });
+        }
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         if readonly {
@@ -100,15 +133,17 @@ impl Mounted {
         // flush: write dirty data at close, so a crash loses at most the file being written.
         let data = if readonly { "" } else { "flush" };
         mount(Some(node), &dir, Some("vfat"), flags, Some(data)).map_err(|source| EspError::Mount { node: node.to_string(), source })?;
-        Ok(Mounted { dir })
+        Ok(Mounted { dir, owned: true })
     }
 }
 
 impl Drop for Mounted {
     fn drop(&mut self) {
         nix::unistd::sync();
-        let _ = umount2(&self.dir, MntFlags::empty());
-        let _ = fs::remove_dir(&self.dir);
+        if self.owned {
+            let _ = umount2(&self.dir, MntFlags::empty());
+            let _ = fs::remove_dir(&self.dir);
+        }
     }
 }
 
@@ -161,20 +196,67 @@ fn fsync_dir(p: &Path) {
     }
 }
 
-fn copy_atomic(from: &Path, to: &Path) -> Result<(), EspError> {
-    let mut src = fs::File::open(from).map_err(io(from))?;
-    write_atomic(&mut src, to)
+/// Copy `from` to `to` atomically (as `write_atomic`) and return the hash of the bytes
+/// written: the manifest records what reached the disk, even if the primary changed since
+/// its tree was read.
+fn copy_atomic(from: &Path, to: &Path, deadline: Instant) -> Result<[u8; 32], EspError> {
+    let src = fs::File::open(from).map_err(io(from))?;
+    let mut h = Hashing { inner: src, hash: Sha256::new() };
+    write_atomic(&mut h, to, deadline)?;
+    Ok(h.hash.finalize().into())
 }
 
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Bytes written between two looks at the clock: a large file on a slow stick cannot
+/// overrun the stage's budget by more than one chunk.
+const CHUNK: usize = 1 << 20;
+
 /// Write `to` from `src` under a temporary name in the same directory, fsync, rename into
-/// place, fsync the directory: a crash leaves the old file or the new one.
-fn write_atomic(src: &mut dyn Read, to: &Path) -> Result<(), EspError> {
+/// place, fsync the directory: a crash leaves the old file or the new one. Past the
+/// deadline the temporary is removed and the old file stays.
+fn write_atomic(src: &mut dyn Read, to: &Path, deadline: Instant) -> Result<(), EspError> {
     let tmp = PathBuf::from(format!("{}{TMP_SUFFIX}", to.display()));
     let mut dst = fs::File::create(&tmp).map_err(io(&tmp))?;
-    std::io::copy(src, &mut dst).map_err(io(&tmp))?;
-    dst.flush().map_err(io(&tmp))?;
-    dst.sync_all().map_err(io(&tmp))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut since_check = 0usize;
+    let written = (|| -> Result<(), EspError> {
+        loop {
+            let n = src.read(&mut buf).map_err(io(&tmp))?;
+            if n == 0 {
+                break;
+            }
+            dst.write_all(&buf[..n]).map_err(io(&tmp))?;
+            since_check += n;
+            if since_check >= CHUNK {
+                since_check = 0;
+                // Data in the page cache is not on a slow disk yet: push it out so the
+                // clock sees what the copy costs.
+                dst.sync_data().map_err(io(&tmp))?;
+                if Instant::now() > deadline {
+                    return Err(EspError::Budget);
+                }
+            }
+        }
+        dst.flush().map_err(io(&tmp))?;
+        dst.sync_all().map_err(io(&tmp))
+    })();
     drop(dst);
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, to).map_err(io(to))?;
     if let Some(parent) = to.parent() {
         fsync_dir(parent);
@@ -204,35 +286,82 @@ fn set_marker(root: &Path, on: bool) -> Result<(), EspError> {
     Ok(())
 }
 
-/// Apply a plan to a mounted secondary. Stops at the deadline (the marker stays).
+/// Write the manifest (atomically: a crash leaves the old one or the new one).
+fn write_manifest(root: &Path, m: &Manifest) -> Result<(), EspError> {
+    let p = root.join(manifest::PATH);
+    let dir = p.parent().expect("the manifest has a directory");
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    write_atomic(&mut manifest::render(m).as_bytes(), &p, Instant::now() + Duration::from_secs(3600))
+}
+
+/// Apply a plan to a mounted secondary: directories and files first, the manifest, then
+/// the deletions, so a loader is on the disk at every instant. Stops at the deadline (the
+/// marker stays; the manifest records what was written).
 fn apply(pri: &Path, sec: &Path, plan: &Plan, res: &mut EspResult, deadline: Instant) -> Result<(), EspError> {
     set_marker(sec, true)?;
+    let mut m = plan.manifest.clone();
+    let written = (|| -> Result<(), EspError> {
+        for d in &plan.mkdirs {
+            let p = sec.join(d);
+            if !p.is_dir() {
+                fs::create_dir_all(&p).map_err(io(&p))?;
+                m.entries.insert(d.clone(), Entry::Dir);
+            }
+        }
+        for f in &plan.copies {
+            if Instant::now() > deadline {
+                return Err(EspError::Budget);
+            }
+            let to = plan.target.get(f).unwrap_or(f);
+            let hash = copy_atomic(&pri.join(f), &sec.join(to), deadline)?;
+            m.entries.insert(to.clone(), Entry::File(hash));
+            res.copied.push(f.clone());
+            res.bytes += fs::metadata(sec.join(to)).map(|md| md.len()).unwrap_or(0);
+        }
+        Ok(())
+    })();
+    // Recorded before anything is deleted, and also when the copies were cut short.
+    write_manifest(sec, &m)?;
+    written?;
+    if !plan.deletes.is_empty() {
+        log::info!("ESP {}: new files written; now {} deletion(s) of zroam's own files", sec.display(), plan.deletes.len());
+    }
     for d in &plan.deletes {
         let p = sec.join(d);
         let r = if p.is_dir() { fs::remove_dir(&p) } else { fs::remove_file(&p) };
         match r {
             Ok(()) => res.deleted.push(d.clone()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(EspError::Io { path: p.display().to_string(), source: e }),
+            Err(e) => {
+                let _ = write_manifest(sec, &m);
+                return Err(EspError::Io { path: p.display().to_string(), source: e });
+            }
         }
+        m.entries.remove(d);
     }
-    for d in &plan.mkdirs {
-        let p = sec.join(d);
-        fs::create_dir_all(&p).map_err(io(&p))?;
-    }
-    for f in &plan.copies {
-        if Instant::now() > deadline {
-            return Err(EspError::Budget);
-        }
-        copy_atomic(&pri.join(f), &sec.join(f))?;
-        res.copied.push(f.clone());
-    }
-    res.bytes = plan.bytes;
+    write_manifest(sec, &m)?;
     nix::unistd::sync();
     set_marker(sec, false)
 }
 
-fn sync_one(pri_root: Option<&Path>, pri: &Tree, local: &[String], esp: &Esp, opts: &Options, deadline: Instant) -> EspResult {
+/// The secondary's manifest: None when there is none; a damaged one counts what it still
+/// says (zroam then deletes less, never more).
+fn read_manifest(root: &Path, warnings: &mut Vec<String>) -> Option<Manifest> {
+    let p = root.join(manifest::PATH);
+    let mut text = String::new();
+    let f = fs::File::open(&p).ok()?;
+    if let Err(e) = f.take(manifest::MAX_BYTES as u64).read_to_string(&mut text) {
+        warnings.push(format!("{}: {e}; treated as empty", manifest::PATH));
+        return Some(Manifest::default());
+    }
+    let (m, bad) = manifest::parse(&text);
+    if bad > 0 {
+        warnings.push(format!("{}: {bad} line(s) not understood and ignored", manifest::PATH));
+    }
+    Some(m)
+}
+
+fn sync_one(pri_root: Option<&Path>, pri: &Tree, rules: Rules, esp: &Esp, opts: &Options, deadline: Instant) -> EspResult {
     let t = Instant::now();
     let mut res = EspResult { esp: Some(esp.clone()), ..EspResult::default() };
     let Some(node) = esp.node.as_deref() else { return res };
@@ -242,8 +371,20 @@ fn sync_one(pri_root: Option<&Path>, pri: &Tree, local: &[String], esp: &Esp, op
         let m = Mounted::new(node, dir, !write)?;
         res.resumed = m.dir.join(MARKER).exists();
         let tree = read_tree(&m.dir, deadline)?;
-        let plan = tree::plan(pri, &tree, local);
+        let mut notes = Vec::new();
+        let manifest = read_manifest(&m.dir, &mut notes);
+        res.warnings.extend(notes.into_iter().map(|w| format!("ESP {}: {w}", esp.partuuid)));
+        let plan = tree::plan(pri, &tree, rules, manifest.as_ref());
         res.kept_local = plan.kept_local.clone();
+        res.foreign = plan.foreign.clone();
+        res.conflicts = plan.conflicts.clone();
+        for c in &plan.conflicts {
+            res.warnings.push(format!(
+                "ESP {}: {c} was not written by zroam and differs from the primary's; left as it is (`replace {c}` in the primary's {} overwrites it)",
+                esp.partuuid,
+                set::SET_FILE
+            ));
+        }
         if !write {
             res.drift = Some(plan);
             return Ok(());
@@ -254,7 +395,7 @@ fn sync_one(pri_root: Option<&Path>, pri: &Tree, local: &[String], esp: &Esp, op
         }
         let pri_root = pri_root.expect("a secondary is only written with a primary");
         log::info!(
-            "ESP {}: syncing {} files ({} bytes), {} deletions from the primary{}",
+            "ESP {}: syncing {} files ({} bytes), then {} deletions of zroam's own files{}",
             esp.partuuid,
             plan.copies.len(),
             plan.bytes,
@@ -262,7 +403,8 @@ fn sync_one(pri_root: Option<&Path>, pri: &Tree, local: &[String], esp: &Esp, op
             if res.resumed { " (an earlier sync was interrupted)" } else { "" }
         );
         apply(pri_root, &m.dir, &plan, &mut res, deadline)?;
-        let after = tree::plan(pri, &read_tree(&m.dir, deadline)?, local);
+        let mut ignore = Vec::new();
+        let after = tree::plan(pri, &read_tree(&m.dir, deadline)?, rules, read_manifest(&m.dir, &mut ignore).as_ref());
         res.verified = after.is_empty();
         if !res.verified {
             res.warnings.push(format!("after the sync {} entries still differ", after.copies.len() + after.deletes.len()));
@@ -286,18 +428,19 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
     let t = Instant::now();
     let deadline = t + opts.budget;
     let mut out = EspReport { mode: Some(opts.mode), ..EspReport::default() };
-    let on_pool_disks = set::roles(rep, pool_guid, &[], booted);
-    if on_pool_disks.is_empty() {
+    let first = set::roles(rep, pool_guid, &[], &opts.pinned, booted);
+    if first.is_empty() {
         // No ESP on the pool's disks: nothing to mount, no modules to load.
         out.ms = t.elapsed().as_millis() as u64;
         return out;
     }
     load_fat_modules();
-    // The set file: from the primary when the firmware named one, else from any ESP of the pool.
+    // The set file is read from the primary only: on any other ESP it is data (a stick can
+    // list our PARTUUIDs in one).
     let mut set = set::SetFile::default();
     let mut mounted: Option<(Uuid, Mounted)> = None;
-    if let Some(src) = pick(&on_pool_disks) {
-        match read_set(&src, &opts.mount_base) {
+    if let Some(src) = first.iter().find(|e| e.role == Role::Primary) {
+        match read_set(src, &opts.mount_base) {
             Ok((s, m)) => {
                 out.warnings.extend(s.warnings.iter().map(|w| format!("{}: {w}", set::SET_FILE)));
                 set = s;
@@ -306,10 +449,11 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
             Err(e) => out.warnings.push(e.to_string()),
         }
     }
-    let esps = set::roles(rep, pool_guid, &set.esps, booted);
+    let esps = set::roles(rep, pool_guid, &set.esps, &opts.pinned, booted);
     out.primary = esps.iter().find(|e| e.role == Role::Primary).map(|e| e.partuuid);
-    // The reference tree: the primary's, or (check only) the first ESP's. It is almost always
-    // the ESP the set file came from, already mounted read-only.
+    out.check_only = set::why_check_only(rep, &esps, booted);
+    // The reference tree: the primary's, or (check only) the first ESP's, already mounted
+    // read-only when it is the primary.
     let source = pick(&esps);
     let mut reference: Option<(Tree, Mounted)> = None;
     if let Some(src) = &source {
@@ -332,6 +476,7 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
         return out;
     };
     let pri_root = out.primary.map(|_| m.dir.as_path());
+    let rules = Rules { local: &set.local, replace: &set.replace };
     for e in &esps {
         let same_as_source = source.as_ref().is_some_and(|s| s.partuuid == e.partuuid);
         let r = match &e.role {
@@ -341,7 +486,7 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
                 EspResult { esp: Some(e.clone()), ..EspResult::default() }
             }
             Role::Check if same_as_source => EspResult { esp: Some(e.clone()), ..EspResult::default() },
-            Role::Secondary | Role::Check => sync_one(pri_root, tree, &set.local, e, opts, deadline),
+            Role::Secondary | Role::Check => sync_one(pri_root, tree, rules, e, opts, deadline),
         };
         out.warnings.extend(r.warnings.iter().cloned());
         out.esps.push(r);
@@ -350,8 +495,8 @@ pub fn run(rep: &ProbeReport, pool_guid: u64, booted: Option<Uuid>, opts: &Optio
     out
 }
 
-/// The ESP the set file and the reference tree come from: the primary, or with none known
-/// the first ESP that is only checked.
+/// The ESP the reference tree comes from: the primary, or with none known the first ESP
+/// that is only checked.
 fn pick(esps: &[Esp]) -> Option<Esp> {
     esps.iter().find(|e| e.role == Role::Primary).or_else(|| esps.iter().find(|e| e.role == Role::Check)).cloned()
 }
@@ -369,43 +514,31 @@ fn read_bounded(p: &Path) -> std::io::Result<String> {
     Ok(s)
 }
 
-/// Rewrite the ESP-set file on every ESP of the set that can be mounted (the set the file
-/// itself describes, old and new members alike). An administrator's explicit change: unlike
-/// the boot's sync, it writes the primary too, or the next sync would undo it.
+/// Rewrite the ESP-set file on the primary, the only place it is read (the next sync
+/// copies it to the secondaries). An administrator's explicit change: unlike the sync, it
+/// writes the booted ESP.
 pub fn update_set(
     rep: &ProbeReport,
     pool_guid: u64,
     booted: Option<Uuid>,
+    pinned: &[Uuid],
     base: &Path,
     change: impl Fn(&mut set::SetFile),
 ) -> Result<set::SetFile, String> {
     load_fat_modules();
-    let src = pick(&set::roles(rep, pool_guid, &[], booted)).ok_or("no usable ESP on the root pool's disks")?;
-    let mut set = read_set(&src, base).map_err(|e| e.to_string())?.0;
-    let before = set.esps.clone();
+    let first = set::roles(rep, pool_guid, &[], pinned, booted);
+    let src = first.iter().find(|e| e.role == Role::Primary).ok_or_else(|| {
+        format!("the set file is kept on the booted ESP, and none is known: {}", set::why_check_only(rep, &first, booted).unwrap_or_default())
+    })?;
+    let node = src.node.as_deref().unwrap_or_default();
+    let m = Mounted::new(node, base.join(src.partuuid.to_string()), false).map_err(|e| e.to_string())?;
+    let p = m.dir.join(set::SET_FILE);
+    let mut set = read_bounded(&p).map(|t| set::parse(&t)).unwrap_or_default();
     change(&mut set);
-    let text = set::render(&set);
-    let mut all: Vec<Uuid> = before;
-    all.extend(set.esps.iter().copied());
-    let mut failures = Vec::new();
-    for e in set::roles(rep, pool_guid, &all, booted) {
-        let (Some(node), false) = (e.node.as_deref(), matches!(e.role, Role::Skipped { .. })) else { continue };
-        let r = (|| -> Result<(), EspError> {
-            let m = Mounted::new(node, base.join(e.partuuid.to_string()), false)?;
-            let p = m.dir.join(set::SET_FILE);
-            let dir = p.parent().expect("set file has a directory");
-            fs::create_dir_all(dir).map_err(io(dir))?;
-            write_atomic(&mut text.as_bytes(), &p)
-        })();
-        if let Err(err) = r {
-            failures.push(format!("ESP {}: {err}", e.partuuid));
-        }
-    }
-    if failures.is_empty() {
-        Ok(set)
-    } else {
-        Err(failures.join("; "))
-    }
+    let dir = p.parent().expect("set file has a directory");
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    write_atomic(&mut set::render(&set).as_bytes(), &p, Instant::now() + Duration::from_secs(60)).map_err(|e| e.to_string())?;
+    Ok(set)
 }
 
 /// The report for people: the primary, then one line per ESP with what was done and the
@@ -417,14 +550,22 @@ pub fn render(r: &EspReport) -> String {
         let role = serde_json::to_value(&x.role).ok().and_then(|v| v["role"].as_str().map(str::to_string)).unwrap_or_default();
         let drift = e.drift.as_ref().map_or(String::new(), |d| format!(", would copy {} and delete {}", d.copies.len(), d.deletes.len()));
         s += &format!(
-            "{} {:<9} {:<14} copied {} deleted {} kept {}{drift}\n",
+            "{} {:<9} {:<14} copied {} deleted {} kept {} foreign {} conflicts {}{drift}\n",
             x.partuuid,
             role,
             x.node.as_deref().unwrap_or("-"),
             e.copied.len(),
             e.deleted.len(),
-            e.kept_local.len()
+            e.kept_local.len(),
+            e.foreign.len(),
+            e.conflicts.len()
         );
+        for f in &e.foreign {
+            s += &format!("    foreign: {f}\n");
+        }
+    }
+    if let Some(why) = &r.check_only {
+        s += &format!("checking only: {why}\n");
     }
     for w in &r.warnings {
         s += &format!("warning: {w}\n");
@@ -459,44 +600,70 @@ mod tests {
         read_tree(root, far()).unwrap().into_keys().filter(|k| k.ends_with(TMP_SUFFIX)).collect()
     }
 
+    fn plan_for(pri: &Path, sec: &Path) -> Plan {
+        let m = read_manifest(sec, &mut Vec::new());
+        tree::plan(&read_tree(pri, far()).unwrap(), &read_tree(sec, far()).unwrap(), Rules::default(), m.as_ref())
+    }
+
     #[test]
-    fn apply_makes_the_secondary_match_and_clears_its_marker() {
+    fn apply_brings_the_secondary_in_line_and_keeps_what_is_not_zroams() {
         let (pri, sec) = (scratch("pri1"), scratch("sec1"));
         put(&pri, "EFI/BOOT/BOOTX64.EFI", b"loader v2");
         put(&pri, "loader/entries/debian.conf", b"title debian");
-        put(&sec, "EFI/BOOT/BOOTX64.EFI", b"loader v1");
-        put(&sec, "EFI/old/stale.efi", b"gone from the primary");
+        put(&pri, "EFI/old/stale.efi", b"soon gone from the primary");
+        put(&sec, "EFI/Microsoft/Boot/bootmgfw.efi", b"another OS");
         // A temporary left by a sync that was cut off mid-copy.
         put(&sec, &format!("EFI/BOOT/BOOTX64.EFI{TMP_SUFFIX}"), b"half");
-        let p = read_tree(&pri, far()).unwrap();
-        let plan = tree::plan(&p, &read_tree(&sec, far()).unwrap(), &[]);
-        assert!(!plan.is_empty());
+        // First sync: everything is new; the other OS's file stays and is foreign.
         let mut res = EspResult::default();
-        apply(&pri, &sec, &plan, &mut res, far()).unwrap();
-        assert_eq!(fs::read(sec.join("EFI/BOOT/BOOTX64.EFI")).unwrap(), b"loader v2");
-        assert!(tree::plan(&p, &read_tree(&sec, far()).unwrap(), &[]).is_empty(), "still differs after apply");
+        apply(&pri, &sec, &plan_for(&pri, &sec), &mut res, far()).unwrap();
+        assert_eq!(fs::read(sec.join("EFI/old/stale.efi")).unwrap(), b"soon gone from the primary");
+        assert!(plan_for(&pri, &sec).is_empty(), "still differs after apply");
         assert!(!sec.join(MARKER).exists(), "the marker outlived a finished sync");
         assert!(tmp_files(&sec).is_empty(), "temporaries left: {:?}", tmp_files(&sec));
-        assert!(res.copied.contains(&"EFI/BOOT/BOOTX64.EFI".to_string()));
-        assert!(!res.deleted.is_empty());
+        // The primary changes: a new loader, a file and its directory gone.
+        put(&pri, "EFI/BOOT/BOOTX64.EFI", b"loader v3");
+        fs::remove_dir_all(pri.join("EFI/old")).unwrap();
+        let plan = plan_for(&pri, &sec);
+        assert_eq!(plan.deletes, ["EFI/old/stale.efi", "EFI/old"]);
+        assert_eq!(plan.foreign, ["EFI/Microsoft"]);
+        let mut res = EspResult::default();
+        apply(&pri, &sec, &plan, &mut res, far()).unwrap();
+        assert_eq!(fs::read(sec.join("EFI/BOOT/BOOTX64.EFI")).unwrap(), b"loader v3");
+        assert!(!sec.join("EFI/old").exists());
+        assert_eq!(fs::read(sec.join("EFI/Microsoft/Boot/bootmgfw.efi")).unwrap(), b"another OS");
+        assert_eq!((res.copied.len(), res.deleted.len()), (1, 2));
+        let (m, bad) = manifest::parse(&fs::read_to_string(sec.join(manifest::PATH)).unwrap());
+        assert_eq!(bad, 0);
+        assert!(!m.entries.contains_key("EFI/old/stale.efi") && m.entries.contains_key("EFI/BOOT/BOOTX64.EFI"));
+        assert!(!m.entries.keys().any(|k| k.contains("Microsoft")));
         let _ = (fs::remove_dir_all(&pri), fs::remove_dir_all(&sec));
     }
 
     #[test]
-    fn a_sync_cut_off_by_its_budget_keeps_the_marker_until_finished() {
+    fn a_sync_cut_off_by_its_budget_keeps_the_marker_and_what_it_wrote() {
         let (pri, sec) = (scratch("pri2"), scratch("sec2"));
         put(&pri, "EFI/BOOT/BOOTX64.EFI", b"new loader");
-        let p = read_tree(&pri, far()).unwrap();
-        let plan = tree::plan(&p, &read_tree(&sec, far()).unwrap(), &[]);
+        put(&pri, "big.bin", &vec![7u8; 3 * CHUNK]);
+        put(&sec, "EFI/BOOT/BOOTX64.EFI", b"old loader");
+        fs::create_dir_all(sec.join("zroam")).unwrap();
+        let hash = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+        let m = Manifest { entries: [("EFI/BOOT/BOOTX64.EFI".to_string(), Entry::File(hash(b"old loader")))].into() };
+        write_manifest(&sec, &m).unwrap();
         let mut res = EspResult::default();
         let past = Instant::now() - Duration::from_millis(1);
-        assert!(matches!(apply(&pri, &sec, &plan, &mut res, past), Err(EspError::Budget)));
+        assert!(matches!(apply(&pri, &sec, &plan_for(&pri, &sec), &mut res, past), Err(EspError::Budget)));
         assert!(sec.join(MARKER).exists(), "an interrupted sync must leave its marker");
-        // The next run finishes it and only then removes the marker.
-        let plan = tree::plan(&p, &read_tree(&sec, far()).unwrap(), &[]);
-        apply(&pri, &sec, &plan, &mut EspResult::default(), far()).unwrap();
+        assert!(tmp_files(&sec).is_empty(), "a copy cut off by the budget leaves no temporary");
+        // A copy that outlives the deadline inside a large file stops at the next chunk.
+        let mut src = &vec![1u8; 3 * CHUNK][..];
+        assert!(matches!(write_atomic(&mut src, &sec.join("big.bin"), past), Err(EspError::Budget)));
+        assert!(!sec.join("big.bin").exists());
+        // The manifest still says the old loader is zroam's: the next run updates it.
+        apply(&pri, &sec, &plan_for(&pri, &sec), &mut EspResult::default(), far()).unwrap();
         assert!(!sec.join(MARKER).exists());
         assert_eq!(fs::read(sec.join("EFI/BOOT/BOOTX64.EFI")).unwrap(), b"new loader");
+        assert_eq!(fs::read(sec.join("big.bin")).unwrap().len(), 3 * CHUNK);
         let _ = (fs::remove_dir_all(&pri), fs::remove_dir_all(&sec));
     }
 
@@ -504,12 +671,12 @@ mod tests {
     fn write_atomic_replaces_whole_and_leaves_no_temporary() {
         let d = scratch("atomic");
         put(&d, "f", b"old contents, longer than the new");
-        write_atomic(&mut &b"new"[..], &d.join("f")).unwrap();
+        write_atomic(&mut &b"new"[..], &d.join("f"), far()).unwrap();
         assert_eq!(fs::read(d.join("f")).unwrap(), b"new");
         assert!(!d.join(format!("f{TMP_SUFFIX}")).exists());
         // A directory where the file should go: an error, and the temporary is not renamed.
         fs::create_dir_all(d.join("dir/sub")).unwrap();
-        assert!(write_atomic(&mut &b"x"[..], &d.join("dir")).is_err());
+        assert!(write_atomic(&mut &b"x"[..], &d.join("dir"), far()).is_err());
         let _ = fs::remove_dir_all(&d);
     }
 }

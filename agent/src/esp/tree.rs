@@ -1,8 +1,14 @@
-//! Stage `esp`, pure part: what turns a secondary ESP's tree into the primary's. Trees are
+//! Stage `esp`, pure part: what brings a secondary ESP in line with the primary. Trees are
 //! compared by size and content hash (FAT timestamps are not trusted) and by name without
-//! regard to case, as FAT looks names up; a name whose case differs is rewritten with the
-//! primary's case. Per-ESP paths are never touched.
+//! regard to case, as FAT looks names up.
+//!
+//! zroam manages, it does not mirror: it writes the primary's files, and it deletes only
+//! what its manifest on that secondary says it wrote and the primary no longer has. Anything
+//! else (another OS's loader, a vendor tool) is foreign: left alone and reported. A foreign
+//! file at a path the primary has is a conflict, overwritten only when the set file says
+//! `replace PATH`. Per-ESP paths are never touched.
 
+use crate::esp::manifest::{self, Entry, Manifest};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,8 +22,8 @@ pub enum Node {
 pub type Tree = BTreeMap<String, Node>;
 
 /// Paths that stay each ESP's own: systemd-boot's random seed (a per-disk secret would be
-/// cloned otherwise) and zroam's own in-progress marker.
-pub const ALWAYS_LOCAL: &[&str] = &["loader/random-seed", MARKER];
+/// cloned otherwise), zroam's in-progress marker and its manifest.
+pub const ALWAYS_LOCAL: &[&str] = &["loader/random-seed", MARKER, manifest::PATH];
 /// Written on a secondary before its first change and removed after its last.
 pub const MARKER: &str = "zroam/sync-in-progress";
 /// Suffix of the temporary name a file is written under before the rename.
@@ -25,16 +31,30 @@ pub const TMP_SUFFIX: &str = ".zroam-tmp";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
-    /// Directories to create, parents first.
+    /// Directories to create (the secondary's spelling), parents first.
     pub mkdirs: Vec<String>,
-    /// Files to write (new or changed content).
+    /// Files to write (new or changed content), by the primary's path.
     pub copies: Vec<String>,
-    /// Entries to remove, children first (extras, stale temporaries, case or type clashes).
+    /// Where a copy goes when the secondary spells the path otherwise (FAT ignores case).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub target: BTreeMap<String, String>,
+    /// zroam's own entries the primary no longer has, children first. Done after the copies.
     pub deletes: Vec<String>,
+    /// Entries zroam did not write and the primary does not have (a directory stands for
+    /// everything under it).
+    #[serde(default)]
+    pub foreign: Vec<String>,
+    /// Foreign entries at paths the primary has, left as they are (no `replace PATH`).
+    #[serde(default)]
+    pub conflicts: Vec<String>,
     /// Entries left alone because they are per-ESP.
     pub kept_local: Vec<String>,
     /// Bytes the copies write.
     pub bytes: u64,
+    /// The manifest before the plan is carried out: the old entries that are still zroam's
+    /// (unchanged on the disk) and files already equal to the primary's (adopted).
+    #[serde(skip)]
+    pub manifest: Manifest,
 }
 
 impl Plan {
@@ -47,81 +67,147 @@ fn key(p: &str) -> String {
     p.to_lowercase()
 }
 
-/// Is `path` (or a parent of it) one of the per-ESP paths?
-pub fn is_local(path: &str, local: &[String]) -> bool {
+fn parent(p: &str) -> Option<&str> {
+    p.rsplit_once('/').map(|(a, _)| a)
+}
+
+/// Is `path` (or a parent of it) one of `list`, compared without case?
+fn listed(path: &str, list: &[String]) -> bool {
     let k = key(path);
-    ALWAYS_LOCAL.iter().map(|s| s.to_string()).chain(local.iter().cloned()).any(|l| {
+    list.iter().any(|l| {
         let l = key(l.trim_matches('/'));
         !l.is_empty() && (k == l || k.starts_with(&format!("{l}/")))
     })
 }
 
-/// The changes that make `secondary` hold exactly the primary's managed tree.
-pub fn plan(primary: &Tree, secondary: &Tree, local: &[String]) -> Plan {
+/// Is `path` (or a parent of it) one of the per-ESP paths?
+pub fn is_local(path: &str, local: &[String]) -> bool {
+    listed(path, local) || listed(path, &ALWAYS_LOCAL.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+}
+
+/// What the set file says beyond the member list: per-ESP paths and foreign paths to replace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules<'a> {
+    pub local: &'a [String],
+    pub replace: &'a [String],
+}
+
+/// The changes that bring `secondary` in line with `primary`. `manifest` is what zroam wrote
+/// there before (None: no manifest). A secondary without a manifest that holds the set file
+/// was mirrored by an older zroam: files at the primary's paths are taken as zroam's to
+/// overwrite, but nothing is deleted until a manifest says what zroam wrote.
+pub fn plan(primary: &Tree, secondary: &Tree, rules: Rules, manifest: Option<&Manifest>) -> Plan {
     let mut p = Plan::default();
     let sec: BTreeMap<String, (&String, &Node)> = secondary.iter().map(|(k, v)| (key(k), (k, v))).collect();
-    let pri_keys: BTreeSet<String> = primary.keys().filter(|k| !is_local(k, local)).map(|k| key(k)).collect();
-    let mut delete: BTreeSet<String> = BTreeSet::new();
+    let legacy = manifest.is_none() && sec.contains_key(&key(crate::esp::set::SET_FILE));
+    let recorded: BTreeMap<String, Entry> = manifest.map(|m| m.entries.iter().map(|(k, e)| (key(k), *e)).collect()).unwrap_or_default();
+    // zroam's own: recorded, and (for a file) still holding what zroam wrote.
+    let ours = |name: &str, node: &Node| match (recorded.get(&key(name)), node) {
+        (Some(Entry::Dir), Node::Dir) => true,
+        (Some(Entry::File(h)), Node::File { hash, .. }) => h == hash,
+        _ => false,
+    };
+    for (name, node) in secondary {
+        if ours(name, node) && !is_local(name, rules.local) {
+            let e = match node {
+                Node::Dir => Entry::Dir,
+                Node::File { hash, .. } => Entry::File(*hash),
+            };
+            p.manifest.entries.insert(name.clone(), e);
+        }
+    }
+    // The secondary's spelling of a primary path: existing components keep theirs.
+    let spell = |path: &str| -> String {
+        let mut out = String::new();
+        for (i, comp) in path.split('/').enumerate() {
+            let cand = if i == 0 { comp.to_string() } else { format!("{out}/{comp}") };
+            out = sec.get(&key(&cand)).map_or(cand, |(n, _)| (*n).clone());
+        }
+        out
+    };
 
     for (path, node) in primary {
-        if is_local(path, local) {
+        if is_local(path, rules.local) {
             continue;
         }
-        let theirs = sec.get(&key(path));
-        let same_name = theirs.is_some_and(|(name, _)| *name == path);
+        let theirs = sec.get(&key(path)).copied();
         match (node, theirs) {
-            (Node::Dir, Some((_, Node::Dir))) if same_name => {}
-            (Node::Dir, other) => {
-                if let Some((name, _)) = other {
-                    delete.insert((*name).clone());
-                }
-                p.mkdirs.push(path.clone());
-            }
-            (Node::File { size, hash }, Some((_, Node::File { size: s2, hash: h2 }))) if same_name && size == s2 && hash == h2 => {}
-            (Node::File { size, .. }, other) => {
-                if let Some((name, n)) = other {
-                    // A directory in the way, or a name in another case: out first.
-                    if matches!(n, Node::Dir) || *name != path {
-                        delete.insert((*name).clone());
-                    }
+            (Node::Dir, None) => p.mkdirs.push(spell(path)),
+            (Node::Dir, Some((_, Node::Dir))) => {}
+            (Node::File { size, .. }, None) => {
+                let to = spell(path);
+                if to != *path {
+                    p.target.insert(path.clone(), to);
                 }
                 p.copies.push(path.clone());
                 p.bytes += size;
             }
-        }
-    }
-    // Directories that hold per-ESP entries stay, whatever the primary has.
-    let mut protected: BTreeSet<String> = BTreeSet::new();
-    for (k, (name, _)) in &sec {
-        if is_local(name, local) {
-            let mut a = k.as_str();
-            while let Some((parent, _)) = a.rsplit_once('/') {
-                protected.insert(parent.to_string());
-                a = parent;
+            (Node::File { hash, .. }, Some((name, Node::File { hash: h2, .. }))) if hash == h2 => {
+                // Already the primary's content: zroam's from now on.
+                p.manifest.entries.insert(name.clone(), Entry::File(*h2));
             }
-        }
-    }
-    let deletable = |name: &str| !is_local(name, local) && !protected.contains(&key(name));
-    for (k, (name, _)) in &sec {
-        if is_local(name, local) {
-            if !k.ends_with(TMP_SUFFIX) {
-                p.kept_local.push((*name).clone());
+            (Node::File { size, .. }, Some((name, n @ Node::File { .. }))) => {
+                if ours(name, n) || legacy || listed(path, rules.replace) {
+                    if name != path {
+                        p.target.insert(path.clone(), name.clone());
+                    }
+                    p.copies.push(path.clone());
+                    p.bytes += size;
+                } else {
+                    p.conflicts.push(name.clone());
+                }
             }
-        } else if !pri_keys.contains(k) && deletable(name) {
-            delete.insert((*name).clone());
+            // A file where the primary has a directory or the reverse: never resolved by
+            // deleting a tree.
+            (_, Some((name, _))) => p.conflicts.push(name.clone()),
         }
     }
-    // Everything under a deleted directory goes too (and must not be listed twice).
-    let mut dels: Vec<String> = delete.into_iter().filter(|d| deletable(d)).collect();
-    let roots: Vec<String> = dels.iter().map(|d| format!("{}/", key(d))).collect();
-    for name in secondary.keys() {
-        if roots.iter().any(|r| key(name).starts_with(r.as_str())) && !dels.contains(name) && deletable(name) {
-            dels.push(name.clone());
+
+    // The secondary's entries the primary lacks: zroam's go, the rest is foreign. Deepest
+    // first, so a directory zroam made goes only when nothing is left in it.
+    let on_primary: BTreeSet<String> = primary.keys().filter(|k| !is_local(k, rules.local)).map(|k| key(k)).collect();
+    let mut names: Vec<&String> = secondary.keys().collect();
+    names.sort_by(|a, b| b.matches('/').count().cmp(&a.matches('/').count()).then(a.cmp(b)));
+    let mut stays: BTreeSet<String> = BTreeSet::new();
+    let mut foreign: BTreeSet<String> = BTreeSet::new();
+    // Directories that hold per-ESP entries (zroam/ holds the manifest) are not foreign.
+    let mut holds_local: BTreeSet<String> = BTreeSet::new();
+    for name in secondary.keys().filter(|n| is_local(n, rules.local)) {
+        let mut a = name.as_str();
+        while let Some(d) = parent(a) {
+            holds_local.insert(key(d));
+            a = d;
         }
     }
-    // Children before parents: deepest first.
-    dels.sort_by(|a, b| b.matches('/').count().cmp(&a.matches('/').count()).then(a.cmp(b)));
-    p.deletes = dels;
+    for name in names {
+        let k = key(name);
+        let node = &secondary[name];
+        let gone = if is_local(name, rules.local) {
+            if !name.ends_with(TMP_SUFFIX) {
+                p.kept_local.push(name.clone());
+            }
+            false
+        } else if on_primary.contains(&k) {
+            false
+        } else if name.ends_with(TMP_SUFFIX) && matches!(node, Node::File { .. }) {
+            true // zroam's own temporary, left by a sync that was cut off
+        } else if ours(name, node) && !(matches!(node, Node::Dir) && stays.iter().any(|s| s.starts_with(&format!("{k}/")))) {
+            true
+        } else {
+            if !holds_local.contains(&k) {
+                foreign.insert(k.clone());
+            }
+            false
+        };
+        if gone {
+            p.deletes.push(name.clone());
+        } else {
+            stays.insert(k);
+        }
+    }
+    p.kept_local.sort();
+    // A foreign directory stands for what is under it.
+    p.foreign = secondary.keys().filter(|n| foreign.contains(&key(n)) && !parent(n).is_some_and(|d| foreign.contains(&key(d)))).cloned().collect();
     p.mkdirs.sort_by(|a, b| a.matches('/').count().cmp(&b.matches('/').count()).then(a.cmp(b)));
     p
 }
@@ -138,66 +224,119 @@ mod tests {
         entries.iter().map(|(p, n)| (p.to_string(), n.clone())).collect()
     }
 
-    #[test]
-    fn identical_trees_need_nothing() {
-        let t = tree(&[("EFI", Node::Dir), ("EFI/BOOT", Node::Dir), ("EFI/BOOT/BOOTX64.EFI", f(1, 10))]);
-        assert!(plan(&t, &t, &[]).is_empty());
+    fn wrote(entries: &[(&str, Entry)]) -> Manifest {
+        Manifest { entries: entries.iter().map(|(p, e)| (p.to_string(), *e)).collect() }
+    }
+
+    fn none() -> Rules<'static> {
+        Rules::default()
     }
 
     #[test]
-    fn new_changed_extra_and_local() {
-        let pri = tree(&[
-            ("EFI", Node::Dir),
-            ("EFI/debian", Node::Dir),
-            ("EFI/debian/vmlinuz", f(2, 100)),
-            ("loader", Node::Dir),
-            ("loader/loader.conf", f(3, 5)),
-            ("loader/random-seed", f(9, 32)),
-        ]);
+    fn identical_trees_need_nothing_and_are_adopted() {
+        let t = tree(&[("EFI", Node::Dir), ("EFI/BOOT", Node::Dir), ("EFI/BOOT/BOOTX64.EFI", f(1, 10))]);
+        let p = plan(&t, &t, none(), None);
+        assert!(p.is_empty());
+        assert!(p.foreign.is_empty() && p.conflicts.is_empty());
+        // The same content is the primary's file: zroam manages it from now on.
+        assert_eq!(p.manifest.entries.get("EFI/BOOT/BOOTX64.EFI"), Some(&Entry::File([1; 32])));
+    }
+
+    #[test]
+    fn deletes_only_what_it_wrote_and_the_primary_dropped() {
+        let pri = tree(&[("EFI", Node::Dir), ("EFI/debian", Node::Dir), ("EFI/debian/vmlinuz", f(2, 100)), ("loader", Node::Dir)]);
         let sec = tree(&[
             ("EFI", Node::Dir),
             ("EFI/debian", Node::Dir),
-            ("EFI/debian/vmlinuz", f(1, 100)), // same size, other content
-            ("EFI/stray", Node::Dir),
-            ("EFI/stray/old.efi", f(4, 7)),
+            ("EFI/debian/vmlinuz", f(1, 100)), // zroam's, outdated
+            ("EFI/debian/old-initrd", f(4, 7)), // zroam's, gone from the primary
+            ("EFI/old", Node::Dir),             // a directory zroam made, now empty after
+            ("EFI/old/x.efi", f(5, 1)),
+            ("EFI/Microsoft", Node::Dir), // another OS
+            ("EFI/Microsoft/Boot", Node::Dir),
+            ("EFI/Microsoft/Boot/bootmgfw.efi", f(6, 9)),
+            ("EFI/debian/notes.txt", f(7, 3)),  // the user's
+            ("EFI/debian/edited.cfg", f(8, 3)), // zroam wrote it, someone changed it since
             ("loader", Node::Dir),
-            ("loader/random-seed", f(8, 32)),
+            ("loader/random-seed", f(9, 32)),
             ("zroam", Node::Dir),
-            ("zroam/sync-in-progress", f(0, 0)),
+            ("zroam/manifest", f(10, 100)),
         ]);
-        let p = plan(&pri, &sec, &[]);
-        assert_eq!(p.copies, ["EFI/debian/vmlinuz", "loader/loader.conf"]);
-        assert_eq!(p.bytes, 105);
-        // zroam/ holds the marker: it stays although the primary has no such directory.
-        assert_eq!(p.deletes, ["EFI/stray/old.efi", "EFI/stray"]);
-        assert_eq!(p.kept_local, ["loader/random-seed", "zroam/sync-in-progress"]);
-        assert!(p.mkdirs.is_empty());
+        let m = wrote(&[
+            ("EFI/debian/vmlinuz", Entry::File([1; 32])),
+            ("EFI/debian/old-initrd", Entry::File([4; 32])),
+            ("EFI/old", Entry::Dir),
+            ("EFI/old/x.efi", Entry::File([5; 32])),
+            ("EFI/debian/edited.cfg", Entry::File([0; 32])),
+            ("EFI/gone-already", Entry::File([3; 32])),
+        ]);
+        let p = plan(&pri, &sec, none(), Some(&m));
+        assert_eq!(p.copies, ["EFI/debian/vmlinuz"]);
+        assert_eq!(p.deletes, ["EFI/debian/old-initrd", "EFI/old/x.efi", "EFI/old"]);
+        assert_eq!(p.foreign, ["EFI/Microsoft", "EFI/debian/edited.cfg", "EFI/debian/notes.txt"]);
+        assert_eq!(p.kept_local, ["loader/random-seed", "zroam/manifest"]);
+        assert!(p.conflicts.is_empty());
+        // What the manifest holds before the plan runs: zroam's entries still intact (the
+        // ones to delete too, until they are gone), not the changed or vanished ones.
+        let keys: Vec<&String> = p.manifest.entries.keys().collect();
+        assert_eq!(keys, ["EFI/debian/old-initrd", "EFI/debian/vmlinuz", "EFI/old", "EFI/old/x.efi"]);
     }
 
     #[test]
-    fn case_differences_are_rewritten() {
-        let pri = tree(&[("EFI", Node::Dir), ("EFI/BOOT", Node::Dir), ("EFI/BOOT/BOOTX64.EFI", f(1, 10))]);
-        let sec = tree(&[("efi", Node::Dir), ("efi/boot", Node::Dir), ("efi/boot/bootx64.efi", f(1, 10))]);
-        let p = plan(&pri, &sec, &[]);
-        assert_eq!(p.mkdirs, ["EFI", "EFI/BOOT"]);
-        assert_eq!(p.copies, ["EFI/BOOT/BOOTX64.EFI"]);
-        assert_eq!(p.deletes, ["efi/boot/bootx64.efi", "efi/boot", "efi"]);
+    fn a_foreign_file_at_a_primary_path_is_a_conflict_unless_replace() {
+        // Windows' fallback loader, lower case, where the primary has systemd-boot.
+        let pri = tree(&[("EFI", Node::Dir), ("EFI/BOOT", Node::Dir), ("EFI/BOOT/BOOTX64.EFI", f(1, 10)), ("EFI/BOOT/fbx64.efi", f(2, 5))]);
+        let sec = tree(&[("efi", Node::Dir), ("efi/boot", Node::Dir), ("efi/boot/bootx64.efi", f(7, 20))]);
+        let p = plan(&pri, &sec, none(), Some(&Manifest::default()));
+        assert_eq!(p.conflicts, ["efi/boot/bootx64.efi"]);
+        // The new file goes into the existing directory, spelled as the secondary spells it.
+        assert_eq!(p.copies, ["EFI/BOOT/fbx64.efi"]);
+        assert_eq!(p.target.get("EFI/BOOT/fbx64.efi").map(String::as_str), Some("efi/boot/fbx64.efi"));
+        assert!(p.deletes.is_empty() && p.mkdirs.is_empty());
+        let replace = ["EFI/BOOT/BOOTX64.EFI".to_string()];
+        let p = plan(&pri, &sec, Rules { local: &[], replace: &replace }, Some(&Manifest::default()));
+        assert!(p.conflicts.is_empty());
+        assert_eq!(p.copies, ["EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/fbx64.efi"]);
+        assert_eq!(p.target.get("EFI/BOOT/BOOTX64.EFI").map(String::as_str), Some("efi/boot/bootx64.efi"));
+    }
+
+    #[test]
+    fn an_upgrade_from_the_mirror_format_deletes_nothing() {
+        // Mirrored by an older zroam: no manifest, but the set file came along.
+        let pri = tree(&[("zroam", Node::Dir), ("zroam/esp-set", f(1, 10)), ("vmlinuz", f(2, 10))]);
+        let sec = tree(&[("zroam", Node::Dir), ("zroam/esp-set", f(1, 10)), ("vmlinuz", f(3, 10)), ("old-vmlinuz", f(4, 10))]);
+        let p = plan(&pri, &sec, none(), None);
+        assert_eq!(p.copies, ["vmlinuz"], "files at the primary's paths are zroam's to update");
+        assert!(p.deletes.is_empty());
+        assert_eq!(p.foreign, ["old-vmlinuz"]);
+        // Without the set file there is no sign zroam wrote anything: a conflict instead.
+        let sec2: Tree = sec.into_iter().filter(|(k, _)| !k.starts_with("zroam")).collect();
+        let p = plan(&pri, &sec2, none(), None);
+        assert_eq!(p.conflicts, ["vmlinuz"]);
+        assert!(p.deletes.is_empty());
     }
 
     #[test]
     fn type_clash_and_user_local_paths() {
         let pri = tree(&[("a", f(1, 1)), ("keep", Node::Dir), ("keep/x", f(5, 5))]);
         let sec = tree(&[("a", Node::Dir), ("a/inner", f(2, 2)), ("keep", Node::Dir), ("keep/y", f(6, 6))]);
-        let p = plan(&pri, &sec, &["KEEP/".to_string()]);
-        assert_eq!(p.copies, ["a"]);
-        assert_eq!(p.deletes, ["a/inner", "a"]);
+        let m = wrote(&[("a", Entry::Dir), ("a/inner", Entry::File([2; 32])), ("keep/y", Entry::File([6; 32]))]);
+        let p = plan(&pri, &sec, Rules { local: &["KEEP/".to_string()], replace: &[] }, Some(&m));
+        // A directory is never deleted to make room for a file: reported.
+        assert_eq!(p.conflicts, ["a"]);
+        assert!(p.copies.is_empty());
         assert_eq!(p.kept_local, ["keep", "keep/y"]);
+        // zroam's own file inside it still goes: the primary has no such path.
+        assert_eq!(p.deletes, ["a/inner"]);
     }
 
     #[test]
-    fn leftover_temporaries_are_removed() {
-        let pri = tree(&[("f", f(1, 1))]);
+    fn leftover_temporaries_are_removed_and_new_dirs_made() {
+        let pri = tree(&[("f", f(1, 1)), ("d", Node::Dir), ("d/e", Node::Dir), ("d/e/g", f(2, 2))]);
         let sec = tree(&[("f", f(1, 1)), ("f.zroam-tmp", f(2, 1))]);
-        assert_eq!(plan(&pri, &sec, &[]).deletes, ["f.zroam-tmp"]);
+        let p = plan(&pri, &sec, none(), Some(&Manifest::default()));
+        assert_eq!(p.deletes, ["f.zroam-tmp"]);
+        assert_eq!(p.mkdirs, ["d", "d/e"]);
+        assert_eq!(p.copies, ["d/e/g"]);
     }
 }
