@@ -46,7 +46,7 @@ job_for() {
     if [ "${layout:-}" = luks ]; then vdevs+=" /dev/mapper/lab-$d"; else vdevs+=" /dev/${d}2"; fi
   done
   [ "$n" -gt 1 ] && vdevs="mirror$vdevs"
-  lab_job_disks "$n" "$hostid"
+  lab_job_disks "$n" "$hostid" "${ESP_SIZE[$name]:-64M}"
   # pbkdf2 with few iterations: key derivation under emulation must not take minutes.
   [ "${layout:-}" = luks ] && for ((i = 0; i < n; i++)); do
     d=$(lab_disk_name $i)
@@ -118,7 +118,14 @@ declare -A SETS=(
   [native]="$OURS 1|-o cachefile=none|debian:var"
   [keyfile]="$OURS 1|-o cachefile=none|debian"
   [mdesp]="$OURS 2|-o cachefile=none|debian|mdadm --create /dev/md0 --run --metadata=1.0 --level=1 --raid-devices=2 /dev/vda1 /dev/vdb1 && mkfs.vfat -F 32 -n EFI /dev/md0 && mdadm --stop /dev/md0"
+  # The same ESP pair with md's older 0.90 superblock (also at the end of the partition).
+  [md090]="$OURS 2|-o cachefile=none|debian|mdadm --create /dev/md0 --run --metadata=0.90 --level=1 --raid-devices=2 /dev/vda1 /dev/vdb1 && mkfs.vfat -F 32 -n EFI /dev/md0 && mdadm --stop /dev/md0"
+  # ESPs that hold a 64 MiB file beside a kernel and ramdisk.
+  [bigesp]="$OURS 2|-o cachefile=none|debian"
 )
+# Sizes other than the 64 MiB ESP on a 256 MiB disk.
+declare -A ESP_SIZE=([bigesp]=200M)
+declare -A DISK_SIZE=([bigesp]=512M)
 
 build_set() {
   local name=$1 spec=${SETS[$1]} dir key job hostid n opts bes extra i img layout disks=()
@@ -133,7 +140,7 @@ build_set() {
   if [ "$(cat "$dir/key" 2>/dev/null)" != "$key" ]; then
     rm -rf "$dir"; mkdir -p "$dir"
     for ((i = 0; i < n; i++)); do
-      img=$dir/$(lab_disk_name $i).img; truncate -s 256M "$img"; disks+=("$img")
+      img=$dir/$(lab_disk_name $i).img; truncate -s "${DISK_SIZE[$name]:-256M}" "$img"; disks+=("$img")
     done
     echo "$job" > "$dir/job.sh"
     lab_run_job "$dir/job.sh" "$dir/out" "${disks[@]}" >&2

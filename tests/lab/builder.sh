@@ -34,14 +34,15 @@ lab_part_geom() {
 }
 
 # Job lines (for lab_run_job) that set the builder's hostid and give each of the first N
-# virtio disks an ESP (FAT32, 64 MiB) and a ZFS partition (the rest): lab_job_disks N HOSTID
+# virtio disks an ESP (FAT32, 64 MiB unless ESP_SIZE says otherwise) and a ZFS partition
+# (the rest): lab_job_disks N HOSTID [ESP_SIZE]
 lab_job_disks() {
-  local n=$1 disks="" i
+  local n=$1 esp=${3:-64M} disks="" i
   for ((i = 0; i < n; i++)); do disks+=" $(lab_disk_name $i)"; done
   cat <<JOB
 zgenhostid -f $2
 for d in$disks; do
-  sgdisk -n1:0:+64M -t1:EF00 -c1:EFI -n2:0:0 -t2:BF01 -c2:zfs /dev/\$d
+  sgdisk -n1:0:+$esp -t1:EF00 -c1:EFI -n2:0:0 -t2:BF01 -c2:zfs /dev/\$d
   blockdev --rereadpt /dev/\$d
 done
 # devtmpfs creates partition nodes asynchronously: wait (bounded) for them.

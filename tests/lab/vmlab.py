@@ -262,6 +262,9 @@ def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, moni
             nlun += 1
         elif bus == "usb":
             a += ["-drive", drive, "-device", f"usb-storage,drive=d{i}{boot},bus=xhci.0"]
+        elif bus == "virtio-slow":
+            # A disk that writes 2 MB a second (a slow stick's pace) and reads at full speed.
+            a += ["-drive", f"{drive},throttling.bps-write=2097152", "-device", f"virtio-blk-pci,drive=d{i}{boot}"]
         elif bus == "usb-stuck":
             # A stick that hardly answers: 4 KiB a second, so a 256 KiB label read takes
             # a minute (the kernel's own partition scan of a blank disk still finishes).
@@ -384,11 +387,12 @@ class Lab:
         return img
 
     def boot(self, tag, disks, append="root=zfs:AUTO", extra=None, hotplug=None, timeout=150, locking=True, on_shell=SHELL_CMD,
-             answers=(), firmware=False, kill_on=None):
+             answers=(), firmware=False, kill_on=None, kill_after=0.3, shell_time=30):
         """Boots the disks; returns a Result. extra: files added to the ramdisk; hotplug:
         (delay s, image) plugged over USB once zroam waits; answers: [(question regex, text)]
         typed in order; firmware: boot through OVMF (the ESP's loader) instead of -kernel;
-        kill_on: pull the plug when this pattern shows up."""
+        kill_on: pull the plug kill_after seconds after this pattern shows up; shell_time: how
+        long the shell's commands may run."""
         initrd = self.initrd
         if extra:
             initrd = concat(os.path.join(self.work, f"{tag}-initrd"), self.initrd, extra_cpio(self.work, extra))
@@ -400,7 +404,7 @@ class Lab:
         args = qemu_args(disks, initrd, append, base=self.base, firmware=vars_copy, monitor=mon, usb_bus=bool(hotplug),
                          locking=locking)
         for attempt in (1, 2):
-            r = self.run_vm(tag, args, mon, hotplug, timeout, on_shell, answers, kill_on)
+            r = self.run_vm(tag, args, mon, hotplug, timeout, on_shell, answers, kill_on, kill_after, shell_time)
             # QEMU's TCG sometimes trips an internal assertion before the guest runs: that
             # is the emulator failing, not the boot; once more.
             if attempt == 1 and QEMU_CRASH.search(r.serial) and "zroam" not in r.serial.lower():
@@ -408,7 +412,7 @@ class Lab:
                 continue
             return r
 
-    def run_vm(self, tag, args, mon, hotplug, timeout, on_shell, answers=(), kill_on=None):
+    def run_vm(self, tag, args, mon, hotplug, timeout, on_shell, answers=(), kill_on=None, kill_after=0.3, shell_time=30):
         t0 = time.monotonic()
         vm = Vm(args, self.work)
         answered = []
@@ -422,11 +426,11 @@ class Lab:
                 log(f"{tag}: hot-plugged {os.path.basename(img)} over USB at {time.monotonic() - t0:.1f} s")
             if kill_on:
                 vm.expect(kill_on, timeout)
-                time.sleep(0.3)
+                time.sleep(kill_after)
                 vm.p.kill()
             else:
                 self.converse(vm, timeout, on_shell, answers, answered)
-            serial = vm.finish(30)
+            serial = vm.finish(shell_time)
         finally:
             vm.kill()
         with open(os.path.join(self.work, f"{tag}.serial.log"), "w") as f:

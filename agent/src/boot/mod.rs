@@ -273,6 +273,6 @@ impl Boot {
         for w in r.warnings.clone() {
             self.warn(w);
         }
-        self.record.esp = Some(r);
+        self.record.esp = serde_json::to_value(&r).ok();
     }
 }

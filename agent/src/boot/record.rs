@@ -7,7 +7,6 @@ use crate::decide::be::{BePlan, Mount};
 use crate::decide::choose::{Choice, HostidAction};
 use crate::decide::cmdline::Cmdline;
 use crate::decide::trust::Trust;
-use crate::esp::sync::EspReport;
 use crate::keys::KeyRecord;
 use crate::sys::efi::BootedEsp;
 use crate::sys::run::Outcome as HelperOutcome;
@@ -98,7 +97,9 @@ pub struct Record {
     pub keys: Vec<KeyRecord>,
     pub mounts: Vec<MountRecord>,
     /// Each ESP's role and what was copied, deleted or kept.
-    pub esp: Option<EspReport>,
+    /// The ESP stage's report, as `zroam esp status --json` prints it (its own format,
+    /// kept by the ESP code's tests; held as JSON to keep the binary small).
+    pub esp: Option<serde_json::Value>,
     pub init: Option<String>,
     pub outcome: Outcome,
     pub failure: Option<Failure>,

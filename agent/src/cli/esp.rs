@@ -1,14 +1,15 @@
 //! `zroam esp`: the ESP mirror on a running system.
 
 use super::Res;
-use crate::decide::cmdline;
 use crate::esp::{set, sync};
 use crate::probe;
 use crate::sys::{efi, mounts};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: zroam esp sync [--dry-run] [--hook] | status | add PARTUUID | remove PARTUUID   [--json] [--pool-guid G] [--efivars DIR] [--budget S] [--pin FILE]
+const RUNNING_BUDGET: std::time::Duration = std::time::Duration::from_secs(300);
+
+const USAGE: &str = "usage: zroam esp sync [--dry-run] [--hook] | status | add PARTUUID | remove PARTUUID   [--json] [--pool-guid G] [--efivars DIR] [--budget S (default 300)] [--pin FILE]
 
 --hook: for the hooks that run after the boot files change: silent when / is not on ZFS or
 there is no secondary ESP to sync to; one line per secondary otherwise.";
@@ -21,7 +22,8 @@ pub fn run(mut args: lexopt::Parser) -> Res {
     let mut pin_path = PathBuf::from(crate::decide::pin::PATH);
     let mut guid = None;
     let mut efivars = PathBuf::from("/sys/firmware/efi/efivars");
-    let mut budget = cmdline::DEFAULT_ESP_BUDGET;
+    // On a running system nothing waits for the sync the way a boot does: a longer bound.
+    let mut budget = RUNNING_BUDGET;
     while let Some(arg) = args.next()? {
         match arg {
             Value(v) if action.is_none() => action = Some(v.string()?),

@@ -4,14 +4,14 @@
 //! ```text
 //! # zroam manifest: what zroam wrote on this ESP; it deletes nothing else. Do not edit.
 //! dir EFI/debian
-//! file 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 EFI/debian/vmlinuz
+//! file 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 8718336 EFI/debian/vmlinuz
 //! ```
 //!
 //! A file counts as zroam's only while its content still has the recorded hash: a file
 //! someone changed after zroam wrote it is theirs again. The file comes from a disk anyone
 //! can write, so it is parsed with bounds, and a damaged line only makes zroam delete less.
 
-use std::collections::BTreeMap;
+use crate::esp::tree::{Node, Tree};
 
 /// Where the manifest lives on each secondary.
 pub const PATH: &str = "zroam/manifest";
@@ -20,16 +20,11 @@ pub const MAX_BYTES: usize = 4 << 20;
 /// Most entries kept (as many as an ESP tree may hold).
 pub const MAX_ENTRIES: usize = 20_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Entry {
-    Dir,
-    File([u8; 32]),
-}
-
-/// Entries by the name zroam wrote (the secondary's spelling).
+/// Entries by the name zroam wrote (the secondary's spelling), each a directory or a file
+/// with its size and hash: a tree of the ESP's own shape (and the same code).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
-    pub entries: BTreeMap<String, Entry>,
+    pub entries: Tree,
 }
 
 fn hex(h: &[u8; 32]) -> String {
@@ -65,8 +60,12 @@ pub fn parse(text: &str) -> (Manifest, usize) {
             continue;
         }
         let parsed = match line.split_once(' ') {
-            Some(("dir", p)) if valid_path(p) => Some((p, Entry::Dir)),
-            Some(("file", rest)) => rest.split_once(' ').and_then(|(h, p)| Some((p, Entry::File(unhex(h)?)))).filter(|(p, _)| valid_path(p)),
+            Some(("dir", p)) if valid_path(p) => Some((p, Node::Dir)),
+            Some(("file", rest)) => {
+                let mut w = rest.splitn(3, ' ');
+                let (h, size, p) = (w.next().and_then(unhex), w.next().and_then(|n| n.parse().ok()), w.next().filter(|p| valid_path(p)));
+                h.zip(size).zip(p).map(|((hash, size), p)| (p, Node::File { size, hash }))
+            }
             _ => None,
         };
         match parsed {
@@ -83,8 +82,8 @@ pub fn render(m: &Manifest) -> String {
     let mut s = String::from("# zroam manifest: what zroam wrote on this ESP; it deletes nothing else. Do not edit.\n");
     for (p, e) in &m.entries {
         match e {
-            Entry::Dir => s += &format!("dir {p}\n"),
-            Entry::File(h) => s += &format!("file {} {p}\n", hex(h)),
+            Node::Dir => s += &format!("dir {p}\n"),
+            Node::File { size, hash } => s += &format!("file {} {size} {p}\n", hex(hash)),
         }
     }
     s
@@ -97,18 +96,19 @@ mod tests {
     #[test]
     fn round_trip_and_hostile_lines() {
         let mut m = Manifest::default();
-        m.entries.insert("EFI/debian".into(), Entry::Dir);
-        m.entries.insert("EFI/debian/vm linuz".into(), Entry::File([0xab; 32]));
+        m.entries.insert("EFI/debian".into(), Node::Dir);
+        m.entries.insert("EFI/debian/vm linuz".into(), Node::File { size: 7, hash: [0xab; 32] });
         let (again, bad) = parse(&render(&m));
         assert_eq!((again, bad), (m, 0));
-        let text = "file zz EFI/x\nfile abab EFI/y\ndir ../etc\ndir /abs\ndir a//b\nbogus\ndir ok\n";
-        let (m, bad) = parse(text);
+        let h = "ab".repeat(32);
+        let text = format!("file zz 1 EFI/x\nfile {h} EFI/y\nfile {h} -1 EFI/z\ndir ../etc\ndir /abs\ndir a//b\nbogus\ndir ok\n");
+        let (m, bad) = parse(&text);
         assert_eq!(m.entries.keys().collect::<Vec<_>>(), ["ok"]);
-        assert_eq!(bad, 6);
+        assert_eq!(bad, 7);
         let many: String = (0..MAX_ENTRIES + 5).map(|i| format!("dir d{i}\n")).collect();
         let (m, bad) = parse(&many);
         assert_eq!((m.entries.len(), bad), (MAX_ENTRIES, 5));
         // Multi-byte text where a hash should be: not a hash, no panic.
-        assert_eq!(parse(&format!("file {} p\n", "é".repeat(32))).1, 1);
+        assert_eq!(parse(&format!("file {} 1 p\n", "é".repeat(32))).1, 1);
     }
 }

@@ -19,7 +19,9 @@
 
 use crate::probe::sysfs::Bus;
 use crate::probe::ProbeReport;
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use uuid::Uuid;
 
 /// Where the set file lives on each ESP.
@@ -28,7 +30,8 @@ pub const SET_FILE: &str = "zroam/esp-set";
 pub const MAX_SET_FILE: usize = 64 * 1024;
 const MAX_ENTRIES: usize = 256;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct SetFile {
     pub esps: Vec<Uuid>,
     pub local: Vec<String>,
@@ -86,7 +89,8 @@ pub fn render(s: &SetFile) -> String {
     out
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum Role {
     /// The ESP the firmware booted: read-only, the source.
@@ -99,7 +103,8 @@ pub enum Role {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Esp {
     pub partuuid: Uuid,
     /// The partition's node, when it was found.
@@ -151,7 +156,8 @@ pub fn roles(rep: &ProbeReport, pool_guid: u64, listed: &[Uuid], pinned: &[Uuid]
         };
         out.push(Esp { partuuid: uuid, node: Some(d.dev.node.clone()), disk, member_because: because.to_string(), role });
     }
-    for (u, because) in pinned.iter().map(|u| (u, "named in the root pin")).chain(listed.iter().map(|u| (u, "listed in the ESP-set file"))) {
+    for (u, because) in pinned.iter().map(|u| (u, "named in the root pin")).chain(listed.iter().map(|u| (u, "listed in the ESP-set file")))
+    {
         if !out.iter().any(|e| e.partuuid == *u) {
             out.push(Esp {
                 partuuid: *u,
@@ -377,7 +383,11 @@ mod tests {
 
     #[test]
     fn set_file_round_trip_and_hostile_lines() {
-        let text = format!("# c\nesp {}\nesp {}\nlocal /EFI/Vendor/\nesp nonsense\nlocal ../etc\nbogus\nreplace EFI/BOOT/\nreplace ..\n", u(1), u(1));
+        let text = format!(
+            "# c\nesp {}\nesp {}\nlocal /EFI/Vendor/\nesp nonsense\nlocal ../etc\nbogus\nreplace EFI/BOOT/\nreplace ..\n",
+            u(1),
+            u(1)
+        );
         let s = parse(&text);
         assert_eq!(s.esps, [u(1)]);
         assert_eq!(s.local, ["EFI/Vendor"]);

@@ -4,12 +4,14 @@
 //! where it is already mounted) and never written. Every problem is a warning: the boot
 //! goes on.
 
-use crate::esp::manifest::{self, Entry, Manifest};
+use crate::esp::manifest::{self, Manifest};
 use crate::esp::set::{self, Esp, Role};
 use crate::esp::tree::{self, Node, Plan, Rules, Tree, MARKER, TMP_SUFFIX};
 use crate::probe::ProbeReport;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{Read, Write};
@@ -22,7 +24,8 @@ use uuid::Uuid;
 const MAX_ENTRIES: usize = 20_000;
 const MAX_DEPTH: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Sync,
@@ -39,7 +42,8 @@ pub struct Options {
     pub pinned: Vec<Uuid>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct EspResult {
     #[serde(flatten)]
     pub esp: Option<Esp>,
@@ -64,7 +68,8 @@ pub struct EspResult {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct EspReport {
     pub mode: Option<Mode>,
     pub primary: Option<Uuid>,
@@ -199,22 +204,24 @@ fn fsync_dir(p: &Path) {
 /// Copy `from` to `to` atomically (as `write_atomic`) and return the hash of the bytes
 /// written: the manifest records what reached the disk, even if the primary changed since
 /// its tree was read.
-fn copy_atomic(from: &Path, to: &Path, deadline: Instant) -> Result<[u8; 32], EspError> {
+fn copy_atomic(from: &Path, to: &Path, deadline: Instant) -> Result<(u64, [u8; 32]), EspError> {
     let src = fs::File::open(from).map_err(io(from))?;
-    let mut h = Hashing { inner: src, hash: Sha256::new() };
+    let mut h = Hashing { inner: src, hash: Sha256::new(), size: 0 };
     write_atomic(&mut h, to, deadline)?;
-    Ok(h.hash.finalize().into())
+    Ok((h.size, h.hash.finalize().into()))
 }
 
 struct Hashing<R> {
     inner: R,
     hash: Sha256,
+    size: u64,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
+        self.size += n as u64;
         Ok(n)
     }
 }
@@ -305,18 +312,18 @@ fn apply(pri: &Path, sec: &Path, plan: &Plan, res: &mut EspResult, deadline: Ins
             let p = sec.join(d);
             if !p.is_dir() {
                 fs::create_dir_all(&p).map_err(io(&p))?;
-                m.entries.insert(d.clone(), Entry::Dir);
+                m.entries.insert(d.clone(), Node::Dir);
             }
         }
         for f in &plan.copies {
             if Instant::now() > deadline {
                 return Err(EspError::Budget);
             }
-            let to = plan.target.get(f).unwrap_or(f);
-            let hash = copy_atomic(&pri.join(f), &sec.join(to), deadline)?;
-            m.entries.insert(to.clone(), Entry::File(hash));
+            let to = plan.target.iter().find(|(from, _)| from == f).map_or(f, |(_, t)| t);
+            let (size, hash) = copy_atomic(&pri.join(f), &sec.join(to), deadline)?;
+            m.entries.insert(to.clone(), Node::File { size, hash });
             res.copied.push(f.clone());
-            res.bytes += fs::metadata(sec.join(to)).map(|md| md.len()).unwrap_or(0);
+            res.bytes += size;
         }
         Ok(())
     })();
@@ -330,7 +337,14 @@ fn apply(pri: &Path, sec: &Path, plan: &Plan, res: &mut EspResult, deadline: Ins
         let p = sec.join(d);
         let r = if p.is_dir() { fs::remove_dir(&p) } else { fs::remove_file(&p) };
         match r {
-            Ok(()) => res.deleted.push(d.clone()),
+            Ok(()) => {
+                // One deletion at a time on the disk: FAT has no journal, and a crash with
+                // many unlinks in the cache can leave entries whose clusters are freed.
+                if let Some(parent) = p.parent() {
+                    fsync_dir(parent);
+                }
+                res.deleted.push(d.clone())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 let _ = write_manifest(sec, &m);
@@ -528,7 +542,10 @@ pub fn update_set(
     load_fat_modules();
     let first = set::roles(rep, pool_guid, &[], pinned, booted);
     let src = first.iter().find(|e| e.role == Role::Primary).ok_or_else(|| {
-        format!("the set file is kept on the booted ESP, and none is known: {}", set::why_check_only(rep, &first, booted).unwrap_or_default())
+        format!(
+            "the set file is kept on the booted ESP, and none is known: {}",
+            set::why_check_only(rep, &first, booted).unwrap_or_default()
+        )
     })?;
     let node = src.node.as_deref().unwrap_or_default();
     let m = Mounted::new(node, base.join(src.partuuid.to_string()), false).map_err(|e| e.to_string())?;
@@ -648,7 +665,8 @@ mod tests {
         put(&sec, "EFI/BOOT/BOOTX64.EFI", b"old loader");
         fs::create_dir_all(sec.join("zroam")).unwrap();
         let hash = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
-        let m = Manifest { entries: [("EFI/BOOT/BOOTX64.EFI".to_string(), Entry::File(hash(b"old loader")))].into() };
+        let old = Node::File { size: 10, hash: hash(b"old loader") };
+        let m = Manifest { entries: [("EFI/BOOT/BOOTX64.EFI".to_string(), old)].into() };
         write_manifest(&sec, &m).unwrap();
         let mut res = EspResult::default();
         let past = Instant::now() - Duration::from_millis(1);

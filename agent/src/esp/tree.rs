@@ -8,8 +8,10 @@
 //! file at a path the primary has is a conflict, overwritten only when the set file says
 //! `replace PATH`. Per-ESP paths are never touched.
 
-use crate::esp::manifest::{self, Entry, Manifest};
-use serde::{Deserialize, Serialize};
+use crate::esp::manifest::{self, Manifest};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One entry of an ESP's tree, by path relative to its root ("EFI/BOOT/BOOTX64.EFI").
@@ -29,15 +31,17 @@ pub const MARKER: &str = "zroam/sync-in-progress";
 /// Suffix of the temporary name a file is written under before the rename.
 pub const TMP_SUFFIX: &str = ".zroam-tmp";
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Plan {
     /// Directories to create (the secondary's spelling), parents first.
     pub mkdirs: Vec<String>,
     /// Files to write (new or changed content), by the primary's path.
     pub copies: Vec<String>,
-    /// Where a copy goes when the secondary spells the path otherwise (FAT ignores case).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub target: BTreeMap<String, String>,
+    /// Where a copy goes when the secondary spells the path otherwise (FAT ignores case):
+    /// (primary path, secondary path).
+    #[serde(skip)]
+    pub target: Vec<(String, String)>,
     /// zroam's own entries the primary no longer has, children first. Done after the copies.
     pub deletes: Vec<String>,
     /// Entries zroam did not write and the primary does not have (a directory stands for
@@ -100,20 +104,12 @@ pub fn plan(primary: &Tree, secondary: &Tree, rules: Rules, manifest: Option<&Ma
     let mut p = Plan::default();
     let sec: BTreeMap<String, (&String, &Node)> = secondary.iter().map(|(k, v)| (key(k), (k, v))).collect();
     let legacy = manifest.is_none() && sec.contains_key(&key(crate::esp::set::SET_FILE));
-    let recorded: BTreeMap<String, Entry> = manifest.map(|m| m.entries.iter().map(|(k, e)| (key(k), *e)).collect()).unwrap_or_default();
+    let recorded: Tree = manifest.map(|m| m.entries.iter().map(|(k, e)| (key(k), e.clone())).collect()).unwrap_or_default();
     // zroam's own: recorded, and (for a file) still holding what zroam wrote.
-    let ours = |name: &str, node: &Node| match (recorded.get(&key(name)), node) {
-        (Some(Entry::Dir), Node::Dir) => true,
-        (Some(Entry::File(h)), Node::File { hash, .. }) => h == hash,
-        _ => false,
-    };
+    let ours = |name: &str, node: &Node| recorded.get(&key(name)) == Some(node);
     for (name, node) in secondary {
         if ours(name, node) && !is_local(name, rules.local) {
-            let e = match node {
-                Node::Dir => Entry::Dir,
-                Node::File { hash, .. } => Entry::File(*hash),
-            };
-            p.manifest.entries.insert(name.clone(), e);
+            p.manifest.entries.insert(name.clone(), node.clone());
         }
     }
     // The secondary's spelling of a primary path: existing components keep theirs.
@@ -137,19 +133,19 @@ pub fn plan(primary: &Tree, secondary: &Tree, rules: Rules, manifest: Option<&Ma
             (Node::File { size, .. }, None) => {
                 let to = spell(path);
                 if to != *path {
-                    p.target.insert(path.clone(), to);
+                    p.target.push((path.clone(), to));
                 }
                 p.copies.push(path.clone());
                 p.bytes += size;
             }
-            (Node::File { hash, .. }, Some((name, Node::File { hash: h2, .. }))) if hash == h2 => {
+            (Node::File { hash, .. }, Some((name, n @ Node::File { hash: h2, .. }))) if hash == h2 => {
                 // Already the primary's content: zroam's from now on.
-                p.manifest.entries.insert(name.clone(), Entry::File(*h2));
+                p.manifest.entries.insert(name.clone(), n.clone());
             }
             (Node::File { size, .. }, Some((name, n @ Node::File { .. }))) => {
                 if ours(name, n) || legacy || listed(path, rules.replace) {
                     if name != path {
-                        p.target.insert(path.clone(), name.clone());
+                        p.target.push((path.clone(), name.clone()));
                     }
                     p.copies.push(path.clone());
                     p.bytes += size;
@@ -189,9 +185,11 @@ pub fn plan(primary: &Tree, secondary: &Tree, rules: Rules, manifest: Option<&Ma
             false
         } else if on_primary.contains(&k) {
             false
-        } else if name.ends_with(TMP_SUFFIX) && matches!(node, Node::File { .. }) {
-            true // zroam's own temporary, left by a sync that was cut off
-        } else if ours(name, node) && !(matches!(node, Node::Dir) && stays.iter().any(|s| s.starts_with(&format!("{k}/")))) {
+        } else if (name.ends_with(TMP_SUFFIX) && matches!(node, Node::File { .. }))
+            || (ours(name, node) && !(matches!(node, Node::Dir) && stays.iter().any(|s| s.starts_with(&format!("{k}/")))))
+        {
+            // zroam's own temporary (a sync cut off), or zroam's own entry with nothing
+            // left in it
             true
         } else {
             if !holds_local.contains(&k) {
@@ -207,7 +205,8 @@ pub fn plan(primary: &Tree, secondary: &Tree, rules: Rules, manifest: Option<&Ma
     }
     p.kept_local.sort();
     // A foreign directory stands for what is under it.
-    p.foreign = secondary.keys().filter(|n| foreign.contains(&key(n)) && !parent(n).is_some_and(|d| foreign.contains(&key(d)))).cloned().collect();
+    p.foreign =
+        secondary.keys().filter(|n| foreign.contains(&key(n)) && !parent(n).is_some_and(|d| foreign.contains(&key(d)))).cloned().collect();
     p.mkdirs.sort_by(|a, b| a.matches('/').count().cmp(&b.matches('/').count()).then(a.cmp(b)));
     p
 }
@@ -224,8 +223,12 @@ mod tests {
         entries.iter().map(|(p, n)| (p.to_string(), n.clone())).collect()
     }
 
-    fn wrote(entries: &[(&str, Entry)]) -> Manifest {
-        Manifest { entries: entries.iter().map(|(p, e)| (p.to_string(), *e)).collect() }
+    fn wrote(entries: &[(&str, Node)]) -> Manifest {
+        Manifest { entries: tree(entries) }
+    }
+
+    fn target<'a>(p: &'a Plan, from: &str) -> Option<&'a str> {
+        p.target.iter().find(|(f, _)| f == from).map(|(_, t)| t.as_str())
     }
 
     fn none() -> Rules<'static> {
@@ -239,7 +242,7 @@ mod tests {
         assert!(p.is_empty());
         assert!(p.foreign.is_empty() && p.conflicts.is_empty());
         // The same content is the primary's file: zroam manages it from now on.
-        assert_eq!(p.manifest.entries.get("EFI/BOOT/BOOTX64.EFI"), Some(&Entry::File([1; 32])));
+        assert_eq!(p.manifest.entries.get("EFI/BOOT/BOOTX64.EFI"), Some(&f(1, 10)));
     }
 
     #[test]
@@ -248,7 +251,7 @@ mod tests {
         let sec = tree(&[
             ("EFI", Node::Dir),
             ("EFI/debian", Node::Dir),
-            ("EFI/debian/vmlinuz", f(1, 100)), // zroam's, outdated
+            ("EFI/debian/vmlinuz", f(1, 100)),  // zroam's, outdated
             ("EFI/debian/old-initrd", f(4, 7)), // zroam's, gone from the primary
             ("EFI/old", Node::Dir),             // a directory zroam made, now empty after
             ("EFI/old/x.efi", f(5, 1)),
@@ -263,12 +266,12 @@ mod tests {
             ("zroam/manifest", f(10, 100)),
         ]);
         let m = wrote(&[
-            ("EFI/debian/vmlinuz", Entry::File([1; 32])),
-            ("EFI/debian/old-initrd", Entry::File([4; 32])),
-            ("EFI/old", Entry::Dir),
-            ("EFI/old/x.efi", Entry::File([5; 32])),
-            ("EFI/debian/edited.cfg", Entry::File([0; 32])),
-            ("EFI/gone-already", Entry::File([3; 32])),
+            ("EFI/debian/vmlinuz", f(1, 100)),
+            ("EFI/debian/old-initrd", f(4, 7)),
+            ("EFI/old", Node::Dir),
+            ("EFI/old/x.efi", f(5, 1)),
+            ("EFI/debian/edited.cfg", f(0, 3)),
+            ("EFI/gone-already", f(3, 1)),
         ]);
         let p = plan(&pri, &sec, none(), Some(&m));
         assert_eq!(p.copies, ["EFI/debian/vmlinuz"]);
@@ -291,13 +294,13 @@ mod tests {
         assert_eq!(p.conflicts, ["efi/boot/bootx64.efi"]);
         // The new file goes into the existing directory, spelled as the secondary spells it.
         assert_eq!(p.copies, ["EFI/BOOT/fbx64.efi"]);
-        assert_eq!(p.target.get("EFI/BOOT/fbx64.efi").map(String::as_str), Some("efi/boot/fbx64.efi"));
+        assert_eq!(target(&p, "EFI/BOOT/fbx64.efi"), Some("efi/boot/fbx64.efi"));
         assert!(p.deletes.is_empty() && p.mkdirs.is_empty());
         let replace = ["EFI/BOOT/BOOTX64.EFI".to_string()];
         let p = plan(&pri, &sec, Rules { local: &[], replace: &replace }, Some(&Manifest::default()));
         assert!(p.conflicts.is_empty());
         assert_eq!(p.copies, ["EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/fbx64.efi"]);
-        assert_eq!(p.target.get("EFI/BOOT/BOOTX64.EFI").map(String::as_str), Some("efi/boot/bootx64.efi"));
+        assert_eq!(target(&p, "EFI/BOOT/BOOTX64.EFI"), Some("efi/boot/bootx64.efi"));
     }
 
     #[test]
@@ -320,7 +323,7 @@ mod tests {
     fn type_clash_and_user_local_paths() {
         let pri = tree(&[("a", f(1, 1)), ("keep", Node::Dir), ("keep/x", f(5, 5))]);
         let sec = tree(&[("a", Node::Dir), ("a/inner", f(2, 2)), ("keep", Node::Dir), ("keep/y", f(6, 6))]);
-        let m = wrote(&[("a", Entry::Dir), ("a/inner", Entry::File([2; 32])), ("keep/y", Entry::File([6; 32]))]);
+        let m = wrote(&[("a", Node::Dir), ("a/inner", f(2, 2)), ("keep/y", f(6, 6))]);
         let p = plan(&pri, &sec, Rules { local: &["KEEP/".to_string()], replace: &[] }, Some(&m));
         // A directory is never deleted to make room for a file: reported.
         assert_eq!(p.conflicts, ["a"]);
