@@ -265,6 +265,13 @@ fn write_atomic(src: &mut dyn Read, to: &Path, deadline: Instant) -> Result<(), 
         return Err(e);
     }
     fs::rename(&tmp, to).map_err(io(to))?;
+    // On FAT the directory entry of a renamed file (where it starts, how long it is) is
+    // written with the file's inode, not with its directory: without this fsync the old
+    // entry can stay on the disk while the old clusters are freed (seen in the lab after a
+    // crash: a file of the old size pointing at free clusters).
+    if let Ok(f) = fs::File::open(to) {
+        f.sync_all().map_err(io(to))?;
+    }
     if let Some(parent) = to.parent() {
         fsync_dir(parent);
     }

@@ -207,6 +207,9 @@ pub fn plan(primary: &Tree, secondary: &Tree, rules: Rules, manifest: Option<&Ma
     // A foreign directory stands for what is under it.
     p.foreign =
         secondary.keys().filter(|n| foreign.contains(&key(n)) && !parent(n).is_some_and(|d| foreign.contains(&key(d)))).cloned().collect();
+    // A conflict is foreign too: not zroam's, wherever it is.
+    p.foreign.extend(p.conflicts.iter().cloned());
+    p.foreign.sort();
     p.mkdirs.sort_by(|a, b| a.matches('/').count().cmp(&b.matches('/').count()).then(a.cmp(b)));
     p
 }
@@ -292,6 +295,7 @@ mod tests {
         let sec = tree(&[("efi", Node::Dir), ("efi/boot", Node::Dir), ("efi/boot/bootx64.efi", f(7, 20))]);
         let p = plan(&pri, &sec, none(), Some(&Manifest::default()));
         assert_eq!(p.conflicts, ["efi/boot/bootx64.efi"]);
+        assert_eq!(p.foreign, ["efi/boot/bootx64.efi"]);
         // The new file goes into the existing directory, spelled as the secondary spells it.
         assert_eq!(p.copies, ["EFI/BOOT/fbx64.efi"]);
         assert_eq!(target(&p, "EFI/BOOT/fbx64.efi"), Some("efi/boot/fbx64.efi"));
