@@ -278,18 +278,26 @@ def s5_bios(lab, e):
     return r
 
 
-def s6_mdraid(lab, e):
-    a, b = lab.disk("mdesp", 0, "e6"), lab.disk("mdesp", 1, "e6")
-    # The md mirror holds one FAT: write it through one member (md 1.0 keeps data at offset 0).
+def md_pair(lab, e, image_set, tag, metadata):
+    """An ESP pair that is one md RAID1 (the superblock at the end, as 1.0 and 0.90 put it):
+    the probe sees the superblocks, both ESPs are skipped, neither is written."""
+    a, b = lab.disk(image_set, 0, tag), lab.disk(image_set, 1, tag)
+    # The md mirror holds one FAT: the same files through each member (its data starts at 0).
     put(a, lab.primary_files())
     put(b, lab.primary_files())
     before = (part_hash(a), part_hash(b))
-    r = lab.boot("e6", [(a, "virtio", 1), (b, "virtio", 2)])
+    r = lab.boot(tag, [(a, "virtio", 1), (b, "virtio", 2)])
     booted(r, "debian", e)
     roles = sorted(x.get("role") for x in esp_report(r).get("esps", []))
-    check(roles == ["skipped", "skipped"], f"md members not left alone: {roles}", e)
+    check(roles == ["skipped", "skipped"], f"md {metadata} members not left alone: {roles}", e)
+    md = [d.get("mdraid", {}).get("metadata") for d in ((r.report or {}).get("probe") or {}).get("devices", []) if d.get("mdraid")]
+    check(md == [metadata, metadata], f"the probe did not report two {metadata} superblocks: {md}", e)
     check((part_hash(a), part_hash(b)) == before, "an md member ESP was written", e)
     return r
+
+
+def s6_mdraid(lab, e):
+    return md_pair(lab, e, "mdesp", "e6", "1.0")
 
 
 def s7_running_system(lab, e):
@@ -488,19 +496,8 @@ def s11_update_hooks(lab, e):
 
 
 def s12_md090(lab, e):
-    """ESPs mirrored by md with the older 0.90 superblock (at the end): recognised, left to md."""
-    a, b = lab.disk("md090", 0, "e12"), lab.disk("md090", 1, "e12")
-    put(a, lab.primary_files())
-    put(b, lab.primary_files())
-    before = (part_hash(a), part_hash(b))
-    r = lab.boot("e12", [(a, "virtio", 1), (b, "virtio", 2)])
-    booted(r, "debian", e)
-    roles = sorted(x.get("role") for x in esp_report(r).get("esps", []))
-    check(roles == ["skipped", "skipped"], f"md 0.90 members not left alone: {roles}", e)
-    md = [d.get("mdraid", {}).get("metadata") for d in ((r.report or {}).get("probe") or {}).get("devices", []) if d.get("mdraid")]
-    check(md == ["0.90", "0.90"], f"the probe did not report two 0.90 superblocks: {md}", e)
-    check((part_hash(a), part_hash(b)) == before, "an md member ESP was written", e)
-    return r
+    """Older setups' md 0.90 superblock (also at the end): recognised, left to md."""
+    return md_pair(lab, e, "md090", "e12", "0.90")
 
 
 SCENARIOS = {

@@ -23,7 +23,7 @@ case $stock in with | without | only) ;; *) echo "stock must be with, without or
 
 # A stock-only image does not depend on zroam: it survives rebuilds of the binary.
 key=$( (cd "$repo" && cat "$here/gen-images.sh"
-  [ "$stock" = only ] || cat "$bin" Makefile dracut/90zroam/* initramfs-tools/*/*
+  [ "$stock" = only ] || { cat "$bin" Makefile; find dracut/90zroam initramfs-tools -type f | LC_ALL=C sort | xargs cat; }
   [ -z "$pin" ] || cat "$pin"
   echo "$LAB_KVER $kind $stock"; dpkg-query -W dracut-core initramfs-tools zfsutils-linux) | sha256sum | cut -c1-16)
 out=$ZROAM_LAB_CACHE/gen/$kind-$stock${pin:+-pinned}-$key.img
