@@ -103,7 +103,9 @@ pub fn run(mut args: lexopt::Parser) -> Res {
 /// secondary, and the warnings on stderr (exit 1 with warnings; the hooks ignore it).
 fn hook_summary(r: &sync::EspReport) -> ExitCode {
     let secondaries: Vec<_> = r.esps.iter().filter(|e| e.esp.as_ref().is_some_and(|x| x.role == set::Role::Secondary)).collect();
-    let others = r.esps.iter().filter(|e| e.esp.as_ref().is_some_and(|x| x.role != set::Role::Primary)).count();
+    // md-mirrored ESPs are md's to keep alike: alone they are no set to report on.
+    let others =
+        r.esps.iter().filter(|e| e.esp.as_ref().is_some_and(|x| x.role != set::Role::Primary && !x.role.left_to_a_layer())).count();
     if others == 0 {
         return ExitCode::SUCCESS;
     }
@@ -127,5 +129,36 @@ fn hook_summary(r: &sync::EspReport) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::esp::set::{Esp, Role};
+
+    fn esp(n: u8, role: Role) -> sync::EspResult {
+        let e = Esp { partuuid: uuid::Uuid::from_bytes([n; 16]), node: None, disk: None, member_because: String::new(), role };
+        sync::EspResult { esp: Some(e), ..sync::EspResult::default() }
+    }
+
+    #[test]
+    fn the_hook_is_silent_without_a_set_and_speaks_up_for_a_broken_one() {
+        let md = roles_of(&[Role::Primary, md_member()]);
+        let mut r = sync::EspReport { esps: md, warnings: vec!["ESP skipped: md".into()], ..Default::default() };
+        assert_eq!(format!("{:?}", hook_summary(&r)), format!("{:?}", ExitCode::SUCCESS), "md keeps that pair: nothing to say");
+        r.esps = roles_of(&[Role::Primary, Role::Skipped { why: "no FAT filesystem found on it".into() }]);
+        assert_eq!(format!("{:?}", hook_summary(&r)), format!("{:?}", ExitCode::from(1)), "a broken secondary is reported");
+    }
+
+    fn roles_of(roles: &[Role]) -> Vec<sync::EspResult> {
+        roles.iter().enumerate().map(|(i, r)| esp(i as u8, r.clone())).collect()
+    }
+
+    /// The role `esp::set::roles` gives an md member, as it gives it.
+    fn md_member() -> Role {
+        let r = Role::Skipped { why: "an mdraid member (md keeps this copy in step)".into() };
+        assert!(r.left_to_a_layer());
+        r
     }
 }

@@ -103,6 +103,18 @@ pub enum Role {
     },
 }
 
+/// Why an ESP that a RAID or mapping layer keeps is skipped (it is not zroam's to sync).
+const MD_MEMBER: &str = "an mdraid member (md keeps this copy in step)";
+const HELD_BY: &str = "held by ";
+
+impl Role {
+    /// Skipped because md (or another layer holding the partition) keeps it: a set of one,
+    /// as far as zroam is concerned.
+    pub fn left_to_a_layer(&self) -> bool {
+        matches!(self, Role::Skipped { why } if why == MD_MEMBER || why.starts_with(HELD_BY))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(test, derive(Deserialize))]
 pub struct Esp {
@@ -171,9 +183,9 @@ pub fn roles(rep: &ProbeReport, pool_guid: u64, listed: &[Uuid], pinned: &[Uuid]
     for e in out.iter_mut().filter(|e| !matches!(e.role, Role::Skipped { .. })) {
         let dev = rep.devices.iter().find(|d| Some(&d.dev.node) == e.node.as_ref());
         if dev.is_some_and(|d| d.contents.mdraid.is_some()) {
-            e.role = Role::Skipped { why: "an mdraid member (md keeps this copy in step)".into() };
+            e.role = Role::Skipped { why: MD_MEMBER.into() };
         } else if let Some(h) = dev.and_then(|d| d.dev.holders.first()) {
-            e.role = Role::Skipped { why: format!("held by {h} (a RAID or mapping layer owns it)") };
+            e.role = Role::Skipped { why: format!("{HELD_BY}{h} (a RAID or mapping layer owns it)") };
         } else if dev.is_some_and(|d| d.contents.fat.is_none()) {
             e.role = Role::Skipped { why: "no FAT filesystem found on it".into() };
         }
@@ -315,7 +327,7 @@ mod tests {
         let esps = roles(&report(), 7, &[], &[], Some(u(2)));
         assert_eq!(role_of(&esps, 2), Role::Primary);
         assert_eq!(role_of(&esps, 1), Role::Secondary);
-        assert!(matches!(role_of(&esps, 4), Role::Skipped { .. }), "md member left alone");
+        assert!(role_of(&esps, 4).left_to_a_layer(), "md member left alone");
         assert!(!esps.iter().any(|e| e.partuuid == u(3)), "a stranger's ESP is not in the set");
     }
 
@@ -373,6 +385,7 @@ mod tests {
         rep.devices[2].dev.holders = vec!["md127".into()];
         let esps = roles(&rep, 7, &[], &[], Some(u(1)));
         assert!(matches!(role_of(&esps, 2), Role::Skipped { why } if why.contains("md127")));
+        assert!(role_of(&esps, 2).left_to_a_layer());
         assert_eq!(why_check_only(&rep, &esps, Some(u(1))), None);
         let esps = roles(&rep, 7, &[], &[], Some(u(8)));
         assert!(why_check_only(&rep, &esps, Some(u(8))).unwrap().contains("on no disk present"));
