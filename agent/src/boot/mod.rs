@@ -214,10 +214,7 @@ impl Boot {
         self.record.be = Some(be);
         if self.opts.cmdline.esp != EspMode::Off {
             let booted = system.booted.clone();
-            let pinned = match &system.pin {
-                Some(Ok(p)) if p.pool_guid == guid && self.opts.cmdline.pin => p.esps.clone(),
-                _ => Vec::new(),
-            };
+            let pinned = if self.opts.cmdline.pin { crate::decide::pin::esps_for(&system.pin, guid) } else { Vec::new() };
             self.stage(Stage::Esp, |b| b.esp_stage(guid, booted.as_ref(), pinned));
         }
 

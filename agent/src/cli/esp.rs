@@ -47,10 +47,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
     };
     // The root pin names ESPs that belong to the set wherever they are (a running system
     // keeps the one its ramdisk was made with in the same place, when it was staged there).
-    let pinned = match crate::decide::pin::load(&pin_path) {
-        Some(Ok(p)) if p.pool_guid == guid => p.esps,
-        _ => Vec::new(),
-    };
+    let pinned = crate::decide::pin::esps_for(&crate::decide::pin::load(&pin_path), guid);
     let rep = probe::probe(&probe::Options::default());
     let booted = efi::booted_esp(&efivars).map(|b| b.partuuid);
     let base = PathBuf::from("/run/zroam/esp");

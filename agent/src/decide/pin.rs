@@ -101,6 +101,14 @@ pub fn load(path: &std::path::Path) -> crate::decide::trust::PinSource {
     Some(parse(&text).map_err(|e| e.to_string()))
 }
 
+/// The ESPs a pin names, when it is the pin of pool `guid` (none otherwise).
+pub fn esps_for(source: &crate::decide::trust::PinSource, guid: u64) -> Vec<uuid::Uuid> {
+    match source {
+        Some(Ok(p)) if p.pool_guid == guid => p.esps.clone(),
+        _ => Vec::new(),
+    }
+}
+
 /// The file as `zroam pin` writes it; `parse(render(p)) == p`.
 pub fn render(p: &Pin) -> String {
     let mut s = String::from(
