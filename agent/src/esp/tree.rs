@@ -199,7 +199,8 @@ pub fn plan(primary: &Tree, secondary: &Tree, rules: Rules, manifest: Option<&Ma
             // left in it
             true
         } else {
-            if !holds_local.contains(&k) {
+            // zroam's directory kept for what someone else put in it is still zroam's.
+            if !holds_local.contains(&k) && !ours(name, node) {
                 foreign.insert(k.clone());
             }
             false
@@ -342,6 +343,17 @@ mod tests {
         assert_eq!(p.kept_local, ["keep", "keep/y"]);
         // zroam's own file inside it still goes: the primary has no such path.
         assert_eq!(p.deletes, ["a/inner"]);
+    }
+
+    #[test]
+    fn a_directory_zroam_made_stays_while_something_else_is_in_it() {
+        // zroam made old/ and old/x; the primary dropped both; someone put a file in old/.
+        let sec = tree(&[("old", Node::Dir), ("old/x", f(1, 1)), ("old/theirs", f(2, 1)), ("older", Node::Dir)]);
+        let m = wrote(&[("old", Node::Dir), ("old/x", f(1, 1)), ("older", Node::Dir)]);
+        let p = plan(&Tree::new(), &sec, none(), Some(&m));
+        // "older" sorts right after "old/…" but is not below it: it goes.
+        assert_eq!(p.deletes, ["old/x", "older"]);
+        assert_eq!(p.foreign, ["old/theirs"]);
     }
 
     #[test]
