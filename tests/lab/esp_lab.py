@@ -439,9 +439,9 @@ def s10_throttled(lab, e):
     return r
 
 
-def installed_hooks():
+def installed_hooks(work):
     """The ESP-sync hooks where `make install` puts them, as {path: bytes}."""
-    root = tempfile.mkdtemp()
+    root = tempfile.mkdtemp(dir=work)
     repo = os.path.dirname(os.path.dirname(HERE))
     subprocess.run(["make", "-s", "-C", repo, "-o", "build", "install", f"DESTDIR={root}", "PREFIX=/usr"], check=True,
                    capture_output=True)
@@ -471,7 +471,7 @@ def s11_update_hooks(lab, e):
     the primary reaches the secondary through the installed kernel-install plugin, a new
     entry through the initramfs-tools hook; outside a ZFS root they print nothing."""
     a, b = lab.disk("mirror", 0, "e11"), lab.disk("mirror", 1, "e11")
-    initrd = read(concat(os.path.join(lab.work, "e11-initrd"), lab.initrd, extra_cpio(lab.work, installed_hooks())))
+    initrd = read(concat(os.path.join(lab.work, "e11-initrd"), lab.initrd, extra_cpio(lab.work, installed_hooks(lab.work))))
     put(a, lab.stale_files(os.urandom(32)))
     put(b, lab.primary_files(append=APPEND + " zroam.esp=off zroam.shell=1", initrd=initrd))
     # QEMU enumerates the -device disks in order: A is vda, B (the primary) vdb.

@@ -96,7 +96,6 @@ pub struct Record {
     /// LUKS containers opened and ZFS keys loaded (where each key came from, never the key).
     pub keys: Vec<KeyRecord>,
     pub mounts: Vec<MountRecord>,
-    /// Each ESP's role and what was copied, deleted or kept.
     /// The ESP stage's report, as `zroam esp status --json` prints it (its own format,
     /// kept by the ESP code's tests; held as JSON to keep the binary small).
     pub esp: Option<serde_json::Value>,
