@@ -11,8 +11,14 @@ use std::time::Duration;
 pub enum RootSpec {
     /// `root=zfs:AUTO` (or `root=zfs` / `root=ZFS=` with nothing after): any pool.
     Auto,
-    /// `root=ZFS=POOL[/DATASET]` or `root=zfs:POOL[/DATASET]`.
-    Dataset { pool: String, dataset: Option<String> },
+    /// `root=ZFS=POOL[/DATASET][@SNAPSHOT]` or `root=zfs:…` (and the other spellings).
+    Dataset {
+        pool: String,
+        dataset: Option<String>,
+        /// `@SNAPSHOT`: boot a clone of it (or roll back to it with `rollback=1`).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        snapshot: Option<String>,
+    },
 }
 
 impl Cmdline {
@@ -115,7 +121,57 @@ pub struct Cmdline {
     /// `zroam.ignore=`: devices (node, name or disk serial) whose labels zroam leaves out.
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// What to do to the BE before it is mounted (snapshots, rollback).
+    #[serde(default)]
+    pub be: BeOpts,
+    /// `zroam.menu[=SECONDS]`: show the menu, booting the default after this long.
+    #[serde(skip_serializing_if = "Option::is_none", default, serialize_with = "opt_secs", deserialize_with = "from_opt_secs")]
+    pub menu: Option<Duration>,
+    /// `rootflags=`: mount options for the BE (not its children), as the kernel takes them.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rootflags: Option<String>,
+    /// `spl_hostid=`: the hostid this boot uses, whatever the ramdisk's /etc/hostid says.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub spl_hostid: Option<u32>,
+    /// Hibernation: `resume=`, `noresume`, `zroam.resume=discard`.
+    #[serde(default)]
+    pub resume: ResumeOpts,
+    /// `zroam.rewind=checkpoint`: import with `--rewind-to-checkpoint`.
+    #[serde(default)]
+    pub rewind_checkpoint: bool,
     pub warnings: Vec<String>,
+}
+
+/// Snapshots and rollbacks asked for on the command line. Nothing is destroyed unless one
+/// of these says so.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeOpts {
+    /// `rollback=1` (initramfs-tools): with `root=…@SNAP`, roll the BE back instead of
+    /// booting a clone.
+    #[serde(default)]
+    pub rollback: bool,
+    /// `bootfs.snapshot[=NAME]` (dracut): snapshot the BE before booting it; "" names the
+    /// snapshot after the running kernel's release.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub snapshot: Option<String>,
+    /// `bootfs.rollback[=NAME]` (dracut): roll the BE back to this snapshot ("": the
+    /// kernel's release) before booting it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rollback_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeOpts {
+    /// `resume=DEVICE` as written (`/dev/…`, `UUID=…`, `PARTUUID=…`, `LABEL=…`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub device: Option<String>,
+    /// `noresume`: never resume an image.
+    #[serde(default)]
+    pub off: bool,
+    /// `zroam.resume=discard`: an image that was not resumed is dropped and the pool
+    /// imported read-write.
+    #[serde(default)]
+    pub discard: bool,
 }
 
 fn yes() -> bool {
@@ -124,6 +180,17 @@ fn yes() -> bool {
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+fn from_opt_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Option::<f64>::deserialize(d)?.map(|s| Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom)).transpose()
 }
 
 fn from_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -138,6 +205,8 @@ pub const DEFAULT_KEY_TRIES: u32 = 3;
 pub const DEFAULT_KEY_TIMEOUT: Duration = Duration::from_secs(300);
 /// A longer wait is a typo, not a wish: cap it so boot stays bounded.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
+/// `zroam.menu` without a time: as long as ZFSBootMenu's default countdown.
+pub const DEFAULT_MENU: Duration = Duration::from_secs(10);
 
 impl Default for Cmdline {
     fn default() -> Self {
@@ -162,6 +231,12 @@ impl Default for Cmdline {
             debug: false,
             pin: true,
             ignore: Vec::new(),
+            be: BeOpts::default(),
+            menu: None,
+            rootflags: None,
+            spl_hostid: None,
+            resume: ResumeOpts::default(),
+            rewind_checkpoint: false,
             warnings: Vec::new(),
         }
     }
@@ -197,21 +272,36 @@ pub fn split(line: &str) -> Vec<String> {
     out
 }
 
+/// `root=` in any of the stock spellings: `ZFS=`, `zfs:`, `zfs=`, `zfs:FILESYSTEM=`,
+/// `FILESYSTEM=`, bare `zfs`. `+` stands for a space (dracut).
 fn parse_root(v: &str) -> Option<RootSpec> {
     let rest = v
         .strip_prefix("ZFS=")
         .or_else(|| v.strip_prefix("zfs:"))
         .or_else(|| v.strip_prefix("zfs="))
+        .or_else(|| v.strip_prefix("FILESYSTEM="))
         .or(if v == "zfs" || v == "ZFS" { Some("") } else { None })?;
+    Some(zfs_spec(rest.strip_prefix("FILESYSTEM=").unwrap_or(rest)))
+}
+
+/// `POOL[/DATASET][@SNAPSHOT]`, `AUTO`/`bootfs`/empty for any pool.
+fn zfs_spec(rest: &str) -> RootSpec {
+    let rest = rest.replace('+', " ");
     let rest = rest.trim_matches('/');
-    if rest.is_empty() || rest.eq_ignore_ascii_case("AUTO") {
-        return Some(RootSpec::Auto);
+    if rest.is_empty() || rest.eq_ignore_ascii_case("AUTO") || rest == "bootfs" {
+        return RootSpec::Auto;
     }
-    let (pool, ds) = match rest.split_once('/') {
-        Some((p, _)) => (p.to_string(), Some(rest.to_string())),
-        None => (rest.to_string(), None),
+    let (fs, snapshot) = match rest.split_once('@') {
+        Some((f, s)) => (f.trim_end_matches('/'), Some(s.to_string()).filter(|s| !s.is_empty())),
+        None => (rest, None),
     };
-    Some(RootSpec::Dataset { pool, dataset: ds })
+    let (pool, ds) = match fs.split_once('/') {
+        Some((p, _)) => (p.to_string(), Some(fs.to_string())),
+        // `root=ZFS=rpool@snap` names the pool's root dataset.
+        None if snapshot.is_some() => (fs.to_string(), Some(fs.to_string())),
+        None => (fs.to_string(), None),
+    };
+    RootSpec::Dataset { pool, dataset: ds, snapshot }
 }
 
 fn parse_bool(v: Option<&str>) -> Option<bool> {
@@ -271,8 +361,28 @@ fn parse_key(v: &str) -> Option<KeySpec> {
     Some(KeySpec { path: path.to_string(), device, for_uuid })
 }
 
+/// Hex as `spl_hostid=` takes it (`0x` optional), as in /etc/hostid's `zgenhostid`.
+fn parse_hostid(v: &str) -> Option<u32> {
+    let h = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")).unwrap_or(v);
+    (h.len() <= 8).then(|| u32::from_str_radix(h, 16).ok()).flatten()
+}
+
+/// Spellings of the other tools that only take effect together: `root=POOL/DS` counts as
+/// ZFS with `rootfstype=zfs` or `boot=zfs`; `bootfs=` and `zfs=` win over `root=`;
+/// `rpool=` names the pool when nothing names a dataset.
+#[derive(Default)]
+struct Pending {
+    bare_root: Option<String>,
+    zfs_type: bool,
+    bootfs: Option<RootSpec>,
+    zfs: Option<RootSpec>,
+    rpool: Option<String>,
+    floor: Option<Duration>,
+}
+
 pub fn parse(line: &str) -> Cmdline {
     let mut c = Cmdline::default();
+    let mut p = Pending::default();
     for word in split(line) {
         let (key, val) = match word.split_once('=') {
             Some((k, v)) => (k, Some(v)),
@@ -286,13 +396,72 @@ pub fn parse(line: &str) -> Cmdline {
                     Some(r) => {
                         c.root = Some(r);
                         c.foreign_root = None;
+                        p.bare_root = None;
                     }
-                    None => c.foreign_root = Some(v.to_string()),
+                    None => {
+                        c.root = None;
+                        c.foreign_root = Some(v.to_string());
+                        // `root=rpool/ROOT/debian` with `boot=zfs` or `rootfstype=zfs`.
+                        let bare = !v.is_empty() && !v.starts_with('/') && !v.contains('=') && !v.contains(':');
+                        p.bare_root = bare.then(|| v.to_string());
+                    }
                 }
             }
+            "rootfstype" | "boot" => p.zfs_type |= val == Some("zfs"),
+            "bootfs" => match val.filter(|v| !v.is_empty()) {
+                Some(v) => p.bootfs = Some(zfs_spec(v)),
+                None => bad(&mut c),
+            },
+            "zfs" => match val {
+                Some("off" | "no" | "0") => c.foreign_root = Some(word.clone()),
+                Some(v) if !v.is_empty() => p.zfs = Some(zfs_spec(v)),
+                _ => bad(&mut c),
+            },
+            "rpool" => match val.filter(|v| !v.is_empty() && !v.contains('/')) {
+                Some(v) => p.rpool = Some(v.to_string()),
+                None => bad(&mut c),
+            },
+            "rootdelay" | "zfs_wait" => match val.and_then(parse_secs) {
+                Some(d) => p.floor = Some(d),
+                None => bad(&mut c),
+            },
+            "rootflags" => c.rootflags = val.filter(|v| !v.is_empty()).map(str::to_string),
+            "spl_hostid" => match val.and_then(parse_hostid) {
+                Some(h) => c.spl_hostid = Some(h),
+                None => bad(&mut c),
+            },
+            "rollback" => match parse_bool(val) {
+                Some(b) => c.be.rollback = b,
+                None => bad(&mut c),
+            },
+            "bootfs.snapshot" => c.be.snapshot = Some(val.unwrap_or("").to_string()),
+            "bootfs.rollback" => c.be.rollback_to = Some(val.unwrap_or("").to_string()),
+            "resume" => c.resume.device = val.filter(|v| !v.is_empty()).map(str::to_string),
+            "noresume" => c.resume.off = true,
+            "zroam.resume" => match val {
+                Some("discard") => c.resume.discard = true,
+                Some("keep") => c.resume.discard = false,
+                _ => bad(&mut c),
+            },
+            "zroam.rewind" => match val {
+                Some("checkpoint") => c.rewind_checkpoint = true,
+                Some("off") => c.rewind_checkpoint = false,
+                _ => bad(&mut c),
+            },
+            "zroam.menu" => match val {
+                None => c.menu = Some(DEFAULT_MENU),
+                Some(v) => match parse_bool(Some(v)) {
+                    Some(true) => c.menu = Some(DEFAULT_MENU),
+                    Some(false) => c.menu = None,
+                    None => match parse_secs(v) {
+                        Some(d) => c.menu = Some(d),
+                        None => bad(&mut c),
+                    },
+                },
+            },
             "init" => c.init = val.filter(|v| !v.is_empty()).map(str::to_string),
             "quiet" => c.quiet = true,
-            "zfs_force" | "zfs.force" | "zroam.force" => match parse_bool(val) {
+            "zfs_force" | "zfs.force" | "zfsforce" | "zroam.force" => match parse_bool(val) {
                 Some(b) => c.force = b,
                 None => bad(&mut c),
             },
@@ -364,7 +533,42 @@ pub fn parse(line: &str) -> Cmdline {
             _ => {}
         }
     }
+    p.resolve(&mut c);
     c
+}
+
+impl Pending {
+    fn resolve(self, c: &mut Cmdline) {
+        if let (Some(r), true) = (&self.bare_root, self.zfs_type) {
+            c.root = Some(zfs_spec(r));
+            c.foreign_root = None;
+        } else if self.zfs_type && c.root.is_none() && c.foreign_root.is_none() {
+            c.root = Some(RootSpec::Auto);
+        }
+        if let Some(r) = self.bootfs.or(self.zfs) {
+            if c.foreign_root.as_deref().is_some_and(|f| f.starts_with("zfs=")) {
+                // zfs=off said no ZFS at all.
+            } else {
+                c.root = Some(r);
+                c.foreign_root = None;
+            }
+        }
+        if let Some(pool) = self.rpool {
+            match &c.root {
+                Some(RootSpec::Dataset { pool: q, dataset: Some(_), .. }) if *q != pool => {
+                    c.warnings.push(format!("rpool={pool} ignored: the root named is in pool {q}"))
+                }
+                Some(RootSpec::Dataset { dataset: Some(_), .. }) => {}
+                _ => {
+                    c.root = Some(RootSpec::Dataset { pool, dataset: None, snapshot: None });
+                    c.foreign_root = None;
+                }
+            }
+        }
+        if let Some(f) = self.floor {
+            c.wait = c.wait.max(f);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -382,7 +586,7 @@ mod tests {
 
     #[test]
     fn root_spellings() {
-        let ds = |p: &str, d: Option<&str>| Some(RootSpec::Dataset { pool: p.into(), dataset: d.map(Into::into) });
+        let ds = |p: &str, d: Option<&str>| Some(RootSpec::Dataset { pool: p.into(), dataset: d.map(Into::into), snapshot: None });
         assert_eq!(parse("root=zfs:AUTO").root, Some(RootSpec::Auto));
         assert_eq!(parse("root=zfs").root, Some(RootSpec::Auto));
         assert_eq!(parse("root=ZFS=rpool/ROOT/other").root, ds("rpool", Some("rpool/ROOT/other")));
@@ -443,6 +647,57 @@ mod tests {
         let bad = parse("rd.luks.uuid=nope zroam.key.tries=0 zroam.key= rd.luks.key=/a:b:notauuid");
         assert_eq!(bad.warnings.len(), 4, "{:?}", bad.warnings);
         assert_eq!(bad.key_tries, DEFAULT_KEY_TRIES);
+    }
+
+    #[test]
+    fn other_tools_spellings() {
+        let ds = |p: &str, d: &str, s: Option<&str>| {
+            Some(RootSpec::Dataset { pool: p.into(), dataset: Some(d.into()), snapshot: s.map(Into::into) })
+        };
+        let root = |l: &str| parse(l).root;
+        // Snapshots, and `+` for a space (dracut).
+        assert_eq!(root("root=ZFS=rpool/ROOT/debian@pre-upgrade"), ds("rpool", "rpool/ROOT/debian", Some("pre-upgrade")));
+        assert_eq!(root("root=zfs:rpool/ROOT/with+space"), ds("rpool", "rpool/ROOT/with space", None));
+        assert_eq!(root("root=zfs:FILESYSTEM=rpool/ROOT/a"), ds("rpool", "rpool/ROOT/a", None));
+        assert_eq!(root("root=ZFS=rpool@snap"), ds("rpool", "rpool", Some("snap")));
+        // archzfs / ZFSBootMenu's zfs=, initramfs-tools' bootfs= and rpool=.
+        assert_eq!(root("zfs=rpool/ROOT/arch"), ds("rpool", "rpool/ROOT/arch", None));
+        assert_eq!(root("zfs=bootfs"), Some(RootSpec::Auto));
+        assert_eq!(root("root=ZFS=rpool/ROOT/a bootfs=tank/ROOT/b"), ds("tank", "tank/ROOT/b", None));
+        assert_eq!(root("rpool=tank"), Some(RootSpec::Dataset { pool: "tank".into(), dataset: None, snapshot: None }));
+        assert_eq!(root("rpool=tank bootfs=tank/ROOT/x"), ds("tank", "tank/ROOT/x", None));
+        assert_eq!(parse("rpool=tank root=ZFS=rpool/ROOT/a").warnings.len(), 1);
+        // root=POOL/DS counts only with rootfstype=zfs or boot=zfs.
+        assert_eq!(root("root=rpool/ROOT/debian rootfstype=zfs"), ds("rpool", "rpool/ROOT/debian", None));
+        assert_eq!(root("boot=zfs root=rpool/ROOT/debian"), ds("rpool", "rpool/ROOT/debian", None));
+        assert_eq!(parse("root=rpool/ROOT/debian").foreign_root.as_deref(), Some("rpool/ROOT/debian"));
+        assert_eq!(root("rootfstype=zfs"), Some(RootSpec::Auto));
+        assert!(!parse("zfs=off").wants_zfs_root());
+        // Force, hostid, waits, mount options.
+        for f in ["zfsforce", "zfsforce=1", "zfs_force=yes", "zfs.force=on"] {
+            assert!(parse(f).force, "{f}");
+        }
+        assert_eq!(parse("spl_hostid=0x00bab10c").spl_hostid, Some(0x00bab10c));
+        assert_eq!(parse("spl_hostid=deadbeef").spl_hostid, Some(0xdeadbeef));
+        assert_eq!(parse("spl_hostid=nothex").warnings.len(), 1);
+        assert_eq!(parse("rootdelay=45").wait, Duration::from_secs(45));
+        assert_eq!(parse("zfs_wait=5").wait, DEFAULT_WAIT, "a floor, not a cap");
+        assert_eq!(parse("zroam.wait=3 zfs_wait=5").wait, Duration::from_secs(5));
+        assert_eq!(parse("rootflags=noatime,xattr").rootflags.as_deref(), Some("noatime,xattr"));
+    }
+
+    #[test]
+    fn snapshots_menu_and_guards() {
+        let c = parse("rollback=1 bootfs.snapshot bootfs.rollback=good zroam.menu noresume resume=/dev/vda3 zroam.resume=discard zroam.rewind=checkpoint");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.be, BeOpts { rollback: true, snapshot: Some(String::new()), rollback_to: Some("good".into()) });
+        assert_eq!(c.menu, Some(DEFAULT_MENU));
+        assert_eq!(c.resume, ResumeOpts { device: Some("/dev/vda3".into()), off: true, discard: true });
+        assert!(c.rewind_checkpoint);
+        assert_eq!(parse("zroam.menu=3").menu, Some(Duration::from_secs(3)));
+        assert_eq!(parse("zroam.menu=0").menu, None);
+        assert_eq!(parse("rollback=maybe zroam.menu=soon zroam.resume=x zroam.rewind=y").warnings.len(), 4);
+        assert_eq!(parse("").be, BeOpts::default());
     }
 
     #[test]
