@@ -159,6 +159,13 @@ impl Boot {
             log::info!("firmware booted the ESP with PARTUUID {} ({})", b.partuuid, b.source);
         }
         self.record.booted_esp = booted.clone();
+        if let Some(h) = self.opts.cmdline.spl_hostid {
+            // dracut's spl_hostid=: the command line's hostid before anything is decided.
+            match hostid::adopt(h) {
+                Ok(()) => log::info!("hostid {h:08x} from spl_hostid="),
+                Err(e) => self.warn(format!("spl_hostid={h:08x} not applied: {e}")),
+            }
+        }
         let system = System { hostid: hostid::current(Path::new("/")), booted, pin: crate::decide::pin::load(&self.opts.pin) };
         if let Some(Ok(p)) = &system.pin {
             log::info!("root pin: pool {} (guid {}), {} member(s)", p.pool_name, p.pool_guid, p.vdevs.len());
@@ -209,9 +216,12 @@ impl Boot {
         if !crate::keys::zfskey::needed(&be, &ds).is_empty() {
             self.stage(Stage::Keys, |b| b.load_zfs_keys(&be, &ds))?;
         }
-        let be = self.consume_nextboot(&name, be, ds, &bootfs)?;
-        self.stage(Stage::Mount, |b| b.mount_all(&be))?;
-        self.record.be = Some(be);
+        let be = self.consume_nextboot(&name, be, ds.clone(), &bootfs)?;
+        self.record.be = Some(be.clone());
+        if !be.steps.is_empty() {
+            self.stage(Stage::Snapshots, |b| b.apply_steps(&be))?;
+        }
+        self.stage(Stage::Mount, |b| b.mount_all(&be, &ds))?;
         if self.opts.cmdline.esp != EspMode::Off {
             let booted = system.booted.clone();
             let pinned = if self.opts.cmdline.pin { crate::decide::pin::esps_for(&system.pin, guid) } else { Vec::new() };

@@ -93,6 +93,9 @@ pub struct Record {
     pub hostid: Option<Hostid>,
     pub import: Option<ImportRecord>,
     pub be: Option<BePlan>,
+    /// The snapshots, rollbacks and clones made (the plan's `steps` that succeeded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
     /// LUKS containers opened and ZFS keys loaded (where each key came from, never the key).
     pub keys: Vec<KeyRecord>,
     pub mounts: Vec<MountRecord>,

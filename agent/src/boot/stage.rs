@@ -22,13 +22,15 @@ pub enum Stage {
     Unlock,
     /// Native-encryption keys of the BE's mounts.
     Keys,
+    /// Snapshots, rollbacks and clones asked for on the command line.
+    Snapshots,
     Mount,
     Esp,
     Pivot,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 12] = [
+    pub const ALL: [Stage; 13] = [
         Stage::Modules,
         Stage::Wait,
         Stage::ChoosePool,
@@ -38,6 +40,7 @@ impl Stage {
         Stage::ChooseBe,
         Stage::Unlock,
         Stage::Keys,
+        Stage::Snapshots,
         Stage::Mount,
         Stage::Esp,
         Stage::Pivot,
@@ -54,6 +57,7 @@ impl Stage {
             Stage::ChooseBe => "choose-be",
             Stage::Unlock => "unlock",
             Stage::Keys => "keys",
+            Stage::Snapshots => "snapshots",
             Stage::Mount => "mount",
             Stage::Esp => "esp",
             Stage::Pivot => "pivot",

@@ -99,8 +99,68 @@ impl Boot {
         let ds = be::parse_list(&list.stdout);
         let bootfs = bootfs.stdout.trim().to_string();
         let plan = be::choose(pool, &bootfs, &ds, &self.opts.cmdline).map_err(Failure::from)?;
+        let plan = self.prepare_be(plan, &ds)?;
         log::info!("boot environment {}: {}", plan.dataset, plan.reason);
         Ok((plan, ds, bootfs))
+    }
+
+    /// Snapshots, rollbacks and clones the command line asks for (`decide::be::prepare`):
+    /// the BE's snapshots are listed only then (a pool may hold thousands).
+    fn prepare_be(&mut self, plan: be::BePlan, ds: &[be::Dataset]) -> Result<be::BePlan, Failure> {
+        if !be::BePlan::wants_snapshots(&self.opts.cmdline) {
+            return Ok(plan);
+        }
+        let o = self.zfs(&["list", "-H", "-o", "name", "-t", "snapshot", "-r", &plan.dataset]);
+        if !o.ok() {
+            return Err(fail(
+                Stage::ChooseBe,
+                format!("zfs list -t snapshot {}: {}", plan.dataset, o.said()),
+                "zroam.shell=1 to look by hand",
+            ));
+        }
+        let snaps: Vec<String> = o.stdout.lines().map(str::to_string).collect();
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        be::prepare(plan, ds, &snaps, &self.opts.cmdline, release.trim()).map_err(Failure::from)
+    }
+
+    /// Make the snapshots, rollbacks and clones planned. A failed snapshot only warns (as
+    /// dracut's `bootfs.snapshot`); a failed rollback or clone stops the boot, which would
+    /// otherwise start something the command line did not ask for.
+    pub(super) fn apply_steps(&mut self, plan: &be::BePlan) -> Result<(), Failure> {
+        for step in &plan.steps {
+            let o = match step {
+                be::Step::Snapshot { snapshot } => self.zfs(&["snapshot", "-r", snapshot]),
+                be::Step::Rollback { snapshot } => self.zfs(&["rollback", "-r", snapshot]),
+                be::Step::Clone { snapshot, target, mountpoint } => {
+                    let mp = format!("{}={mountpoint}", be::CLONE_MOUNTPOINT_PROP);
+                    self.zfs(&["clone", "-o", "canmount=noauto", "-o", "mountpoint=none", "-o", &mp, snapshot, target])
+                }
+            };
+            let what = match step {
+                be::Step::Snapshot { snapshot } => format!("snapshot {snapshot}"),
+                be::Step::Rollback { snapshot } => format!("rollback to {snapshot}"),
+                be::Step::Clone { snapshot, target, .. } => format!("clone of {snapshot} as {target}"),
+            };
+            if o.ok() {
+                log::info!("{what}: done");
+                self.record.steps.push(what);
+                continue;
+            }
+            match step {
+                be::Step::Snapshot { .. } => self.warn(format!("{what} failed: {}", o.said())),
+                be::Step::Rollback { .. } => {
+                    return Err(fail(
+                        Stage::Snapshots,
+                        format!("{what} failed: {}", o.said()),
+                        "a clone of a later snapshot stops a rollback: zfs destroy or promote it by hand (zroam.shell=1), or drop rollback=/bootfs.rollback",
+                    ))
+                }
+                be::Step::Clone { .. } => {
+                    return Err(fail(Stage::Snapshots, format!("{what} failed: {}", o.said()), "zroam.shell=1 to look by hand, or boot the BE itself"))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The one-shot next boot is consumed before use (if this BE fails to boot, the next
@@ -121,6 +181,7 @@ impl Boot {
                     d.nextboot = None;
                 }
                 plan = be::choose(pool, bootfs, &ds, &self.opts.cmdline).map_err(Failure::from)?;
+                plan = self.prepare_be(plan, &ds)?;
                 log::info!("boot environment {}: {}", plan.dataset, plan.reason);
                 self.load_zfs_keys(&plan, &ds)?;
             }

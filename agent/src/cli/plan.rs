@@ -31,6 +31,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
     let mut my_hostid = hostid::current(std::path::Path::new("/"));
     let mut efivars = PathBuf::from("/sys/firmware/efi/efivars");
     let mut pin_path = PathBuf::from(pin::PATH);
+    let mut hostid_given = false;
     while let Some(arg) = args.next()? {
         match arg {
             Long("json") => json = true,
@@ -40,6 +41,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
             Long("efivars") => efivars = PathBuf::from(args.value()?),
             Long("pin") => pin_path = PathBuf::from(args.value()?),
             Long("hostid") => {
+                hostid_given = true;
                 let v = args.value()?.string()?;
                 my_hostid = Some(
                     u32::from_str_radix(v.trim_start_matches("0x"), 16)
@@ -50,6 +52,10 @@ pub fn run(mut args: lexopt::Parser) -> Res {
         }
     }
     let cmd = cmdline::parse(&super::read_cmdline(line));
+    if !hostid_given {
+        // As the boot does: spl_hostid= sets the hostid before anything is decided.
+        my_hostid = cmd.spl_hostid.or(my_hostid);
+    }
     let rep = probe::probe(&popts);
     let sys = System { hostid: my_hostid, booted: efi::booted_esp(&efivars), pin: pin::load(&pin_path) };
     let decided = plan::plan(&rep, &cmd, &sys);

@@ -29,7 +29,9 @@ pub struct KeyNeed {
 pub fn needed(plan: &BePlan, ds: &[Dataset]) -> Vec<KeyNeed> {
     let mut out: Vec<KeyNeed> = Vec::new();
     for m in &plan.mounts {
-        let Some(d) = ds.iter().find(|d| d.name == m.dataset) else { continue };
+        // A clone made at boot has the key of the dataset it was cloned from.
+        let name = m.origin.as_deref().unwrap_or(&m.dataset);
+        let Some(d) = ds.iter().find(|d| d.name == name) else { continue };
         let Some(root) = &d.encryption_root else { continue };
         if d.keystatus.as_deref() == Some("available") || out.iter().any(|k| &k.root == root) {
             continue;
@@ -69,7 +71,7 @@ rpool/ROOT/enc/ok\t/ok\ton\t-\trpool/ROOT/enc/ok\tavailable\tprompt\tpassphrase\
         let ds = parse_list(list);
         assert_eq!(ds.len(), 6);
         assert_eq!(ds[0].encryption_root, None);
-        let m = |d: &str, t: &str| Mount { dataset: d.into(), target: t.into() };
+        let m = |d: &str, t: &str| Mount { dataset: d.into(), target: t.into(), origin: None };
         let plan = BePlan {
             dataset: "rpool/ROOT/enc".into(),
             reason: String::new(),
@@ -81,6 +83,7 @@ rpool/ROOT/enc/ok\t/ok\ton\t-\trpool/ROOT/enc/ok\tavailable\tprompt\tpassphrase\
                 m("rpool/ROOT/enc/web", "/web"),
                 m("rpool/ROOT/enc/ok", "/ok"),
             ],
+            steps: Vec::new(),
             warnings: Vec::new(),
         };
         let n = needed(&plan, &ds);

@@ -2,6 +2,7 @@
 //! modules, uevents, udev's database, EFI variables, the hostid, zfs module parameters,
 //! the console log.
 
+pub mod confine;
 pub mod console;
 pub mod efi;
 pub mod hostid;
