@@ -152,6 +152,12 @@ mod tests {
             let probe = r.boot.probe.clone().expect("a lab boot records its probe");
             let typed: crate::probe::ProbeReport = serde_json::from_value(probe.clone()).unwrap();
             assert_eq!(serde_json::to_value(&typed).unwrap(), probe, "{}: the probe section", path.display());
+            // So are the command line and the BE, held as JSON for the binary's size.
+            let section = |v: &Option<serde_json::Value>| v.clone().expect("a lab boot records it");
+            let cmd: crate::decide::cmdline::Cmdline = serde_json::from_value(section(&r.boot.cmdline)).unwrap();
+            assert_eq!(serde_json::to_value(&cmd).unwrap(), section(&r.boot.cmdline), "{}: cmdline", path.display());
+            let be: crate::decide::be::BePlan = serde_json::from_value(section(&r.boot.be)).unwrap();
+            assert_eq!(serde_json::to_value(&be).unwrap(), section(&r.boot.be), "{}: be", path.display());
             seen += 1;
         }
         assert!(seen >= 1, "no captured reports in {}", dir.display());

@@ -10,6 +10,7 @@
 
 pub mod emergency;
 pub mod failure;
+mod menu;
 mod mount;
 pub mod pivot;
 pub mod record;
@@ -19,7 +20,7 @@ mod wait;
 mod zfs;
 
 use crate::decide::choose::{Choice, HostidAction};
-use crate::decide::cmdline::{Cmdline, EspMode};
+use crate::decide::cmdline::{Cmdline, EspMode, PoolSel};
 use crate::decide::plan::{Plan, System};
 use crate::esp;
 use crate::keys::Keys;
@@ -83,7 +84,7 @@ pub struct Boot {
 
 impl Boot {
     pub fn new(opts: Options, sink: Sink) -> Self {
-        let record = Record { cmdline: Some(opts.cmdline.clone()), ..Record::default() };
+        let record = Record { cmdline: serde_json::to_value(&opts.cmdline).ok(), ..Record::default() };
         Boot {
             t0: Instant::now(),
             record,
@@ -175,7 +176,16 @@ impl Boot {
         // device that appeared meanwhile may change the answer (a second candidate, the
         // rest of a degraded pool).
         let (plan, rep) = loop {
-            let (plan, _) = self.stage(Stage::Wait, |b| b.wait_for_pool(listener.as_ref(), &system))?;
+            let (plan, _) = match self.stage(Stage::Wait, |b| b.wait_for_pool(listener.as_ref(), &system)) {
+                Ok(x) => x,
+                Err(f) => match self.pool_menu(&f) {
+                    Some(guid) => {
+                        self.opts.cmdline.pool = Some(PoolSel::Guid(guid));
+                        continue;
+                    }
+                    None => return Err(f),
+                },
+            };
             self.stage(Stage::ZfsModule, |b| b.wait_zfs_module())?;
             let (again, rep2) = self.pass(&system);
             let same = |p: &Plan| p.import.as_ref().map(|i| (i.guid, i.devices.clone()));
@@ -217,7 +227,7 @@ impl Boot {
             self.stage(Stage::Keys, |b| b.load_zfs_keys(&be, &ds))?;
         }
         let be = self.consume_nextboot(&name, be, ds.clone(), &bootfs)?;
-        self.record.be = Some(be.clone());
+        self.record.be = serde_json::to_value(&be).ok();
         if !be.steps.is_empty() {
             self.stage(Stage::Snapshots, |b| b.apply_steps(&be))?;
         }
@@ -253,6 +263,31 @@ impl Boot {
         log::info!("switching root to {} and running {init} ({} ms after start)", self.opts.sysroot.display(), start);
         let e = pivot::switch_root(&self.opts.sysroot, &init).unwrap_err();
         Err(fail(Stage::Pivot, e.to_string(), "init=PATH names another init"))
+    }
+
+    /// Several pools and nothing tells them apart: offer them on the console (no default,
+    /// no countdown) instead of refusing at once. Once per boot; a refusal for anything
+    /// else (contradicting labels, a forged GUID) is never offered.
+    fn pool_menu(&mut self, f: &Failure) -> Option<u64> {
+        let cmd = &self.opts.cmdline;
+        if f.stage != Stage::ChoosePool || f.candidates.len() < 2 || !(cmd.menu_offer || cmd.menu.is_some()) || !self.record.menu.is_empty()
+        {
+            return None;
+        }
+        let m = crate::decide::menu::for_pools(&f.candidates);
+        loop {
+            let shown = menu::show(&m, "pools", None, zfs::OFFER_BOUND);
+            log::info!("menu: {} ({})", shown.pick.as_ref().map_or("no pick".to_string(), |p| format!("{p:?}")), shown.how);
+            let pick = shown.pick.clone();
+            self.record.menu.extend(serde_json::to_value(&shown).ok());
+            match pick {
+                Some(crate::decide::menu::Pick::Item { index }) => return Some(f.candidates[index].guid),
+                Some(crate::decide::menu::Pick::Shell) => {
+                    emergency::shell("zroam: exit the shell to return to the menu", emergency::Why::Asked)
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// The ESP stage, never fatal: its problems become warnings in the record.

@@ -3,9 +3,8 @@
 
 use crate::boot::failure::Failure;
 use crate::boot::stage::Stage;
-use crate::decide::be::{BePlan, Mount};
+use crate::decide::be::Mount;
 use crate::decide::choose::{Choice, HostidAction};
-use crate::decide::cmdline::Cmdline;
 use crate::decide::trust::Trust;
 use crate::keys::KeyRecord;
 use crate::sys::efi::BootedEsp;
@@ -76,7 +75,9 @@ pub enum Outcome {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Record {
-    pub cmdline: Option<Cmdline>,
+    /// The command line as zroam read it (`decide::cmdline::Cmdline`, held as JSON to keep
+    /// the binary small: nothing reads it back but the tests).
+    pub cmdline: Option<serde_json::Value>,
     pub stages: Vec<Timing>,
     /// Each probe pass while waiting for the pool: when, how long, zroam's CPU for it.
     pub probe_passes: Vec<Pass>,
@@ -92,7 +93,11 @@ pub struct Record {
     pub trust: Option<Trust>,
     pub hostid: Option<Hostid>,
     pub import: Option<ImportRecord>,
-    pub be: Option<BePlan>,
+    /// The BE and how it was chosen (`decide::be::BePlan`, as JSON like `cmdline`).
+    pub be: Option<serde_json::Value>,
+    /// Each time the menu was shown: what it listed, how it ended, what was picked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub menu: Vec<serde_json::Value>,
     /// The snapshots, rollbacks and clones made (the plan's `steps` that succeeded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<String>,

@@ -1,12 +1,16 @@
 //! The ZFS side of the boot: zfs.ko's load, `zpool import` as planned, the BE's datasets
 //! and keys, and the one-shot next boot.
 
+use super::emergency;
 use super::failure::{fail, Failure};
+use super::menu;
 use super::record::ImportRecord;
 use super::stage::Stage;
 use super::Boot;
 use crate::decide::be;
+use crate::decide::cmdline::RootSpec;
 use crate::decide::import;
+use crate::decide::menu::Pick;
 use crate::decide::plan::Import;
 use crate::keys::zfskey;
 use crate::sys::{modules, run, udevdb, zfsparam};
@@ -18,6 +22,18 @@ use std::time::{Duration, Instant};
 const MODPROBE_BOUND: Duration = Duration::from_secs(90);
 const IMPORT_BOUND: Duration = Duration::from_secs(180);
 const ZFS_BOUND: Duration = Duration::from_secs(60);
+/// A menu offered instead of a refusal waits this long for somebody (then refuses).
+pub(super) const OFFER_BOUND: Duration = Duration::from_secs(60);
+
+/// How long a menu waits for a line once its countdown stopped: as long as a passphrase
+/// prompt (`zroam.key.timeout`), an hour when that is unlimited.
+pub(super) fn menu_bound(key_timeout: Duration) -> Duration {
+    if key_timeout.is_zero() {
+        Duration::from_secs(3600)
+    } else {
+        key_timeout
+    }
+}
 
 impl Boot {
     pub(super) fn wait_zfs_module(&mut self) -> Result<(), Failure> {
@@ -98,10 +114,59 @@ impl Boot {
         }
         let ds = be::parse_list(&list.stdout);
         let bootfs = bootfs.stdout.trim().to_string();
-        let plan = be::choose(pool, &bootfs, &ds, &self.opts.cmdline).map_err(Failure::from)?;
+        let chosen = be::choose(pool, &bootfs, &ds, &self.opts.cmdline);
+        let cmd = &self.opts.cmdline;
+        let offer = cmd.menu.is_some() || (cmd.menu_offer && matches!(&chosen, Err(r) if r.ambiguous));
+        let chosen = if offer { self.be_menu(pool, &bootfs, &ds, chosen) } else { chosen };
+        let plan = chosen.map_err(Failure::from)?;
         let plan = self.prepare_be(plan, &ds)?;
         log::info!("boot environment {}: {}", plan.dataset, plan.reason);
         Ok((plan, ds, bootfs))
+    }
+
+    /// The menu (`zroam.menu`, or offered when several BEs and nothing picks one). A pick
+    /// boots as `root=` would; no pick leaves the boot's own answer, a refusal included.
+    fn be_menu(
+        &mut self,
+        pool: &str,
+        bootfs: &str,
+        ds: &[be::Dataset],
+        chosen: Result<be::BePlan, be::BeRefusal>,
+    ) -> Result<be::BePlan, be::BeRefusal> {
+        let root = format!("{pool}/ROOT");
+        let o = self.zfs(&["list", "-H", "-o", "name", "-t", "snapshot", "-s", "creation", "-r", &root]);
+        let snaps: Vec<String> = if o.ok() { o.stdout.lines().map(str::to_string).collect() } else { Vec::new() };
+        let default = chosen.as_ref().ok().map(|p| p.dataset.clone());
+        let m = crate::decide::menu::for_bes(pool, bootfs, ds, &snaps, default.as_deref());
+        if m.items.is_empty() {
+            return chosen;
+        }
+        let cmd = &self.opts.cmdline;
+        let mut countdown = cmd.menu.filter(|_| default.is_some());
+        let bound = if default.is_some() { menu_bound(cmd.key_timeout) } else { OFFER_BOUND };
+        loop {
+            let shown = menu::show(&m, "boot environments", countdown, bound);
+            log::info!("menu: {} ({})", shown.pick.as_ref().map_or("no pick".to_string(), |p| format!("{p:?}")), shown.how);
+            let pick = shown.pick.clone();
+            self.record.menu.extend(serde_json::to_value(&shown).ok());
+            let (name, snapshot) = match pick {
+                Some(Pick::Item { index }) => (m.items[index].name.clone(), None),
+                Some(Pick::Snapshot { index, snapshot }) => (m.items[index].name.clone(), Some(snapshot)),
+                Some(Pick::Shell) => {
+                    emergency::shell("zroam: the pool is imported; exit the shell to return to the menu", emergency::Why::Asked);
+                    countdown = None;
+                    continue;
+                }
+                Some(Pick::Stop) | None => return chosen,
+            };
+            if snapshot.is_none() && default.as_deref() == Some(name.as_str()) {
+                return chosen;
+            }
+            self.opts.cmdline.root = Some(RootSpec::Dataset { pool: pool.to_string(), dataset: Some(name), snapshot });
+            let mut p = be::choose(pool, bootfs, ds, &self.opts.cmdline)?;
+            p.reason = "picked in the menu".into();
+            return Ok(p);
+        }
     }
 
     /// Snapshots, rollbacks and clones the command line asks for (`decide::be::prepare`):

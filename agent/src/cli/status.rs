@@ -69,7 +69,15 @@ pub fn render(r: &Report) -> String {
         let wrong = if k.wrong_keys > 0 { format!(" ({} wrong)", k.wrong_keys) } else { String::new() };
         let _ = writeln!(s, "key:      {} {}: {}{src}{wrong}", json(&k.kind), k.what, json(&k.outcome));
     }
-    let _ = writeln!(s, "BE:       {}", b.be.as_ref().map_or_else(dash, |be| format!("{}: {}", be.dataset, be.reason)));
+    let _ = writeln!(
+        s,
+        "BE:       {}",
+        b.be.as_ref().map_or_else(dash, |be| format!(
+            "{}: {}",
+            be["dataset"].as_str().unwrap_or("?"),
+            be["reason"].as_str().unwrap_or("?")
+        ))
+    );
     for m in &b.mounts {
         let _ = writeln!(s, "mount:    {} on {}", m.mount.dataset, m.path);
     }

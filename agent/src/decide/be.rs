@@ -84,7 +84,8 @@ pub struct Mount {
 
 /// A change to the pool made before the BE is mounted, only ever because the command line
 /// asked for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(tag = "do", rename_all = "snake_case")]
 pub enum Step {
     /// `zfs snapshot -r SNAPSHOT` (`bootfs.snapshot`).
@@ -96,7 +97,8 @@ pub enum Step {
     Clone { snapshot: String, target: String, mountpoint: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct BePlan {
     pub dataset: String,
     pub reason: String,
@@ -117,15 +119,19 @@ impl BePlan {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct BeRefusal {
     pub why: String,
     pub hint: String,
     pub environments: Vec<String>,
+    /// Several BEs and nothing picks one: a person at the console may (the menu).
+    #[serde(skip)]
+    pub ambiguous: bool,
 }
 
 /// Boot environments: datasets directly under `<pool>/ROOT`.
-fn environments<'a>(pool: &str, ds: &'a [Dataset]) -> Vec<&'a Dataset> {
+pub fn environments<'a>(pool: &str, ds: &'a [Dataset]) -> Vec<&'a Dataset> {
     let prefix = format!("{pool}/ROOT/");
     ds.iter().filter(|d| d.name.strip_prefix(&prefix).is_some_and(|r| !r.contains('/'))).collect()
 }
@@ -134,7 +140,12 @@ fn environments<'a>(pool: &str, ds: &'a [Dataset]) -> Vec<&'a Dataset> {
 pub fn choose(pool: &str, bootfs: &str, ds: &[Dataset], cmd: &Cmdline) -> Result<BePlan, BeRefusal> {
     let envs = environments(pool, ds);
     let names: Vec<String> = envs.iter().map(|d| d.name.clone()).collect();
-    let refuse = |why: String| BeRefusal { why, hint: format!("root=ZFS={pool}/ROOT/NAME picks one"), environments: names.clone() };
+    let refuse = |why: String| BeRefusal {
+        ambiguous: why.ends_with(" boot environments"),
+        why,
+        hint: format!("root=ZFS={pool}/ROOT/NAME picks one"),
+        environments: names.clone(),
+    };
     let exists = |n: &str| ds.iter().any(|d| d.name == n);
     let mut warnings = Vec::new();
     let mut consume = None;
@@ -221,7 +232,7 @@ pub fn prepare(mut plan: BePlan, ds: &[Dataset], snaps: &[String], cmd: &Cmdline
         v
     };
     let own: Vec<String> = snaps.iter().filter(|s| s.split_once('@').is_some_and(|(fs, _)| fs == be)).cloned().collect();
-    let refuse = |why: String, hint: &str| BeRefusal { why, hint: hint.to_string(), environments: own.clone() };
+    let refuse = |why: String, hint: &str| BeRefusal { why, hint: hint.to_string(), environments: own.clone(), ambiguous: false };
     let missing = |name: &str, by: &str| {
         let list = if own.is_empty() { "it has no snapshots".to_string() } else { format!("its snapshots: {}", own.join(", ")) };
         refuse(
@@ -404,7 +415,7 @@ rpool/home\t/home\ton\t-\n";
     fn without_bootfs() {
         let ds = parse_list(LIST);
         let e = choose("rpool", "-", &ds, &parse("")).unwrap_err();
-        assert!(e.why.contains("2 boot environments"), "{e:?}");
+        assert!(e.why.contains("2 boot environments") && e.ambiguous, "{e:?}");
         let one: Vec<Dataset> = ds.into_iter().filter(|d| d.name != "rpool/ROOT/other").collect();
         assert_eq!(choose("rpool", "-", &one, &parse("")).unwrap().dataset, "rpool/ROOT/debian");
         assert!(choose("rpool", "rpool/ROOT/gone", &one, &parse("")).is_err());

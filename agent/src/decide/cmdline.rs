@@ -2,11 +2,14 @@
 //! Unknown `zroam.*` keys and bad values become warnings, never errors: a typo must not
 //! stop a boot.
 
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use std::time::Duration;
 
 /// What `root=` asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RootSpec {
     /// `root=zfs:AUTO` (or `root=zfs` / `root=ZFS=` with nothing after): any pool.
@@ -39,21 +42,24 @@ impl RootSpec {
 }
 
 /// Which pool `zroam.pool=` names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(tag = "by", content = "value", rename_all = "snake_case")]
 pub enum PoolSel {
     Name(String),
     Guid(u64),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(rename_all = "snake_case")]
 pub enum HostidMode {
     Adopt,
     Strict,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(rename_all = "snake_case")]
 pub enum EspMode {
     Sync,
@@ -63,7 +69,8 @@ pub enum EspMode {
 
 /// Which LUKS containers zroam may open (`rd.luks=`, `rd.luks.uuid=`, `zroam.luks=`,
 /// `zroam.luks.uuid=`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct LuksOpts {
     /// `rd.luks=0` / `zroam.luks=off`: open none.
     pub enabled: bool,
@@ -73,7 +80,8 @@ pub struct LuksOpts {
 
 /// A key file named on the command line: `zroam.key=PATH[:DEVICE]`, or dracut's
 /// `rd.luks.key=PATH[:KEYDEV[:LUKSDEV]]` and systemd's `rd.luks.key=UUID=PATH[:KEYDEV]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct KeySpec {
     /// Path of the file: in the ramdisk, or on `device` when given.
     pub path: String,
@@ -85,7 +93,8 @@ pub struct KeySpec {
     pub for_uuid: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Cmdline {
     /// None: `root=` is absent or names something that is not ZFS.
     pub root: Option<RootSpec>,
@@ -127,6 +136,10 @@ pub struct Cmdline {
     /// `zroam.menu[=SECONDS]`: show the menu, booting the default after this long.
     #[serde(skip_serializing_if = "Option::is_none", default, serialize_with = "opt_secs", deserialize_with = "from_opt_secs")]
     pub menu: Option<Duration>,
+    /// Offer the menu (without a countdown) instead of refusing when several pools or BEs
+    /// could boot and nothing tells them apart; `zroam.menu=off` turns it off.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub menu_offer: bool,
     /// `rootflags=`: mount options for the BE (not its children), as the kernel takes them.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rootflags: Option<String>,
@@ -144,7 +157,8 @@ pub struct Cmdline {
 
 /// Snapshots and rollbacks asked for on the command line. Nothing is destroyed unless one
 /// of these says so.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct BeOpts {
     /// `rollback=1` (initramfs-tools): with `root=…@SNAP`, roll the BE back instead of
     /// booting a clone.
@@ -160,7 +174,8 @@ pub struct BeOpts {
     pub rollback_to: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct ResumeOpts {
     /// `resume=DEVICE` as written (`/dev/…`, `UUID=…`, `PARTUUID=…`, `LABEL=…`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -178,6 +193,11 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
+#[cfg(test)]
 fn yes() -> bool {
     true
 }
@@ -193,10 +213,12 @@ fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S
     }
 }
 
+#[cfg(test)]
 fn from_opt_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     Option::<f64>::deserialize(d)?.map(|s| Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom)).transpose()
 }
 
+#[cfg(test)]
 fn from_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = f64::deserialize(d)?;
     Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom)
@@ -237,6 +259,7 @@ impl Default for Cmdline {
             ignore: Vec::new(),
             be: BeOpts::default(),
             menu: None,
+            menu_offer: true,
             rootflags: None,
             spl_hostid: None,
             resume: ResumeOpts::default(),
@@ -456,7 +479,10 @@ pub fn parse(line: &str) -> Cmdline {
                 None => c.menu = Some(DEFAULT_MENU),
                 Some(v) => match parse_bool(Some(v)) {
                     Some(true) => c.menu = Some(DEFAULT_MENU),
-                    Some(false) => c.menu = None,
+                    Some(false) => {
+                        c.menu = None;
+                        c.menu_offer = false;
+                    }
                     None => match parse_secs(v) {
                         Some(d) => c.menu = Some(d),
                         None => bad(&mut c),
@@ -700,6 +726,7 @@ mod tests {
         assert!(c.rewind_checkpoint);
         assert_eq!(parse("zroam.menu=3").menu, Some(Duration::from_secs(3)));
         assert_eq!(parse("zroam.menu=0").menu, None);
+        assert!(parse("").menu_offer && !parse("zroam.menu=off").menu_offer);
         assert_eq!(parse("rollback=maybe zroam.menu=soon zroam.resume=x zroam.rewind=y").warnings.len(), 4);
         assert_eq!(parse("").be, BeOpts::default());
     }

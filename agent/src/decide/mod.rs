@@ -6,6 +6,7 @@ pub mod choose;
 pub mod cmdline;
 pub mod conf;
 pub mod import;
+pub mod menu;
 pub mod pin;
 pub mod plan;
 pub mod trust;
