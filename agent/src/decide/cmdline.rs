@@ -122,7 +122,7 @@ pub struct Cmdline {
     #[serde(default)]
     pub ignore: Vec<String>,
     /// What to do to the BE before it is mounted (snapshots, rollback).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub be: BeOpts,
     /// `zroam.menu[=SECONDS]`: show the menu, booting the default after this long.
     #[serde(skip_serializing_if = "Option::is_none", default, serialize_with = "opt_secs", deserialize_with = "from_opt_secs")]
@@ -134,10 +134,10 @@ pub struct Cmdline {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub spl_hostid: Option<u32>,
     /// Hibernation: `resume=`, `noresume`, `zroam.resume=discard`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub resume: ResumeOpts,
     /// `zroam.rewind=checkpoint`: import with `--rewind-to-checkpoint`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub rewind_checkpoint: bool,
     pub warnings: Vec<String>,
 }
@@ -176,6 +176,12 @@ pub struct ResumeOpts {
 
 fn yes() -> bool {
     true
+}
+
+/// Settings left at their default are not written: reports from before they existed read
+/// back the same.
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
