@@ -91,6 +91,10 @@ pub struct Record {
     /// refused, and why.
     pub trust: Option<Trust>,
     pub hostid: Option<Hostid>,
+    /// The hibernation guard (`decide::resume::Guard`: images, action, what was done), only
+    /// when there was an image. Held as JSON to keep the binary small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<serde_json::Value>,
     pub import: Option<ImportRecord>,
     pub be: Option<BePlan>,
     /// LUKS containers opened and ZFS keys loaded (where each key came from, never the key).

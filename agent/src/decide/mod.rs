@@ -8,4 +8,5 @@ pub mod conf;
 pub mod import;
 pub mod pin;
 pub mod plan;
+pub mod resume;
 pub mod trust;
