@@ -129,8 +129,11 @@ pub fn decide(rep: &ProbeReport, opts: &ResumeOpts, own_ramdisk: bool) -> Guard 
                 "check the generator's resume setup".into(),
             )
         };
-        let hint = ["zroam.resume=discard imports read-write and drops the image".to_string(), other];
-        Action::ReadOnly { why, hint: hint.iter().filter(|h| !h.is_empty()).cloned().collect::<Vec<_>>().join(", or ") }
+        let mut hint = "zroam.resume=discard imports read-write and drops the image".to_string();
+        if !other.is_empty() {
+            hint = format!("{hint}, or {other}");
+        }
+        Action::ReadOnly { why, hint }
     };
     g
 }
