@@ -129,6 +129,9 @@ fn best_uberblock_matches_zdb() {
         // zdb -lu prints "txg = N" for every valid uberblock it found.
         let best = text.lines().filter_map(|l| l.trim().strip_prefix("txg = ")).filter_map(|n| n.trim().parse::<u64>().ok()).max();
         assert_eq!(labels.uberblock.as_ref().map(|u| u.txg), best, "{}", d.dir.display());
+        // None of these pools has a checkpoint: zdb prints checkpoint_txg = 0 throughout.
+        assert!(text.lines().filter_map(|l| l.trim().strip_prefix("checkpoint_txg = ")).all(|n| n.trim() == "0"));
+        assert_eq!(labels.uberblock.as_ref().map(|u| u.checkpoint_txg), best.map(|_| 0), "{}", d.dir.display());
     }
 }
 

@@ -1,5 +1,6 @@
 //! Any bytes as the head of a disk. When the first byte is odd, the header and entry-array
 //! CRCs are recomputed so the fuzzer gets past them to the field checks and entry parsing.
+//! The probe's first-page readers (FAT boot sector, swap signature) get the same bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use zroam::ondisk::blockdev::RegionSource;
@@ -34,6 +35,10 @@ fuzz_target!(|data: &[u8]| {
         fix_crcs(&mut d, ss as usize);
     }
     let size = (d.len() as u64).max(64 * 1024) + u64::from(mode) * 4096;
+    let _ = zroam::ondisk::fat::parse(&d);
+    if let Some(s) = zroam::ondisk::swap::parse(&d) {
+        assert!(s.label.len() <= 16 * 3);
+    }
     let src = RegionSource { size, regions: vec![(0, d)] };
     if let Ok(g) = zroam::ondisk::gpt::read(&src, ss) {
         for p in &g.partitions {

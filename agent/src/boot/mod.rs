@@ -14,6 +14,7 @@ mod menu;
 mod mount;
 pub mod pivot;
 pub mod record;
+mod resume;
 pub mod setup;
 pub mod stage;
 mod wait;
@@ -167,7 +168,12 @@ impl Boot {
                 Err(e) => self.warn(format!("spl_hostid={h:08x} not applied: {e}")),
             }
         }
-        let system = System { hostid: hostid::current(Path::new("/")), booted, pin: crate::decide::pin::load(&self.opts.pin) };
+        let system = System {
+            hostid: hostid::current(Path::new("/")),
+            booted,
+            pin: crate::decide::pin::load(&self.opts.pin),
+            own_ramdisk: self.opts.load_hw_modules,
+        };
         if let Some(Ok(p)) = &system.pin {
             log::info!("root pin: pool {} (guid {}), {} member(s)", p.pool_name, p.pool_guid, p.vdevs.len());
         }
@@ -214,7 +220,8 @@ impl Boot {
         if let HostidAction::Refuse { why, hint } = &action {
             return Err(fail(Stage::Hostid, why.clone(), hint.clone()));
         }
-        let import = plan.import.expect("a pool whose hostid does not refuse has an import");
+        let mut import = plan.import.expect("a pool whose hostid does not refuse has an import");
+        self.resume_guard(&plan.resume, &mut import);
 
         if let HostidAction::Adopt { hostid: h } = action {
             let had = system.hostid.map_or("none".to_string(), |m| format!("{m:08x}"));

@@ -92,6 +92,10 @@ pub struct Record {
     /// refused, and why.
     pub trust: Option<Trust>,
     pub hostid: Option<Hostid>,
+    /// The hibernation guard (`decide::resume::Guard`: images, action, what was done), only
+    /// when there was an image. Held as JSON to keep the binary small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<serde_json::Value>,
     pub import: Option<ImportRecord>,
     /// The BE and how it was chosen (`decide::be::BePlan`, as JSON like `cmdline`).
     pub be: Option<serde_json::Value>,

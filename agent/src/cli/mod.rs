@@ -21,8 +21,9 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | es
   probe [--json] [--timeout S] [--dev PATH]...
           read every block device: partition tables, ESPs, LUKS, md, ZFS labels; group the
           labels into pools. Read-only.
-  plan [--json] [--cmdline STR] [--dev PATH]... [--hostid HEX] [--efivars DIR] [--pin FILE]
-          what boot would decide now (pool, why, hostid, import command); changes nothing.
+  plan [--json] [--cmdline STR] [--dev PATH]... [--hostid HEX] [--efivars DIR] [--pin FILE] [--init]
+          what boot would decide now (pool, why, hostid, hibernation, import command), as
+          zroam boot (or, with --init, as the ramdisk's /init); changes nothing.
   pin [--pool NAME|GUID] [--dev PATH]... [-o FILE]
           the root's identity for the ramdisk (/etc/zroam/root.pin): pool GUID, members,
           LUKS containers, ESPs; the pool of / unless --pool names another.
@@ -35,7 +36,8 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | es
 Kernel command line: root=ZFS=POOL[/DATASET] | root=zfs:AUTO, zroam.pool=NAME|GUID,
 zroam.wait=S (30), zroam.grace=S (2), zroam.force=1 (zfs_force=1), zroam.hostid=adopt|strict,
 zroam.readonly=1, zroam.esp=sync|check|off, zroam.esp.budget=S (15), zroam.shell=1,
-zroam.pin=off, zroam.ignore=DEV|SERIAL[,...], zroam.debug=1, init=PATH, quiet.
+zroam.pin=off, zroam.ignore=DEV|SERIAL[,...], zroam.debug=1, init=PATH, quiet,
+resume=DEV, noresume, zroam.resume=discard, zroam.rewind=checkpoint.
 ";
 
 /// A subcommand's result; an argument error prints the usage.

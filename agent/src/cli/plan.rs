@@ -6,6 +6,7 @@ use crate::decide::choose::{self, Choice, Readiness};
 use crate::decide::cmdline::{self, Cmdline};
 use crate::decide::pin;
 use crate::decide::plan::{self, Plan, System};
+use crate::decide::resume::{Action, Guard};
 use crate::probe::{self, ProbeReport};
 use crate::sys::efi::{self, BootedEsp};
 use crate::sys::hostid;
@@ -32,6 +33,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
     let mut efivars = PathBuf::from("/sys/firmware/efi/efivars");
     let mut pin_path = PathBuf::from(pin::PATH);
     let mut hostid_given = false;
+    let mut own_ramdisk = false;
     while let Some(arg) = args.next()? {
         match arg {
             Long("json") => json = true,
@@ -40,6 +42,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
             Long("sys") => popts.sys = PathBuf::from(args.value()?),
             Long("efivars") => efivars = PathBuf::from(args.value()?),
             Long("pin") => pin_path = PathBuf::from(args.value()?),
+            Long("init") => own_ramdisk = true,
             Long("hostid") => {
                 hostid_given = true;
                 let v = args.value()?.string()?;
@@ -57,7 +60,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
         my_hostid = cmd.spl_hostid.or(my_hostid);
     }
     let rep = probe::probe(&popts);
-    let sys = System { hostid: my_hostid, booted: efi::booted_esp(&efivars), pin: pin::load(&pin_path) };
+    let sys = System { hostid: my_hostid, booted: efi::booted_esp(&efivars), pin: pin::load(&pin_path), own_ramdisk };
     let decided = plan::plan(&rep, &cmd, &sys);
     let shown = Shown { cmdline: cmd, hostid: my_hostid.map(|h| format!("{h:08x}")), booted_esp: sys.booted, plan: decided, probe: rep };
     if json {
@@ -75,8 +78,9 @@ pub fn run(mut args: lexopt::Parser) -> Res {
         println!("warning:     {w}");
     }
     let code = match &shown.plan.pool {
-        Choice::Chosen { name, guid, reason, readiness } => {
+        Choice::Chosen { name, guid, reason, readiness, checkpoint_txg } => {
             println!("pool:        {name} (guid {guid}): {reason}");
+            println!("checkpoint:  {}", checkpoint_txg.map_or("none".into(), |t| format!("txg {t}")));
             match readiness {
                 Readiness::Now => println!("ready:       now"),
                 Readiness::Grace { why } => println!("ready:       after a {:.1} s grace: {why}", shown.cmdline.grace.as_secs_f64()),
@@ -91,6 +95,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
             if let Some(i) = &shown.plan.import {
                 println!("import:      {}", i.argv.join(" "));
             }
+            println!("resume:      {}", describe_resume(&shown.plan.resume));
             println!("BE:          decided after import (root=, org.zroam:nextboot, bootfs, the only BE)");
             0
         }
@@ -115,4 +120,17 @@ pub fn run(mut args: lexopt::Parser) -> Res {
         }
     };
     Ok(ExitCode::from(code))
+}
+
+/// The hibernation guard in one line.
+fn describe_resume(g: &Guard) -> String {
+    let seen = if g.images.is_empty() { String::new() } else { format!(" ({})", g.images.join(", ")) };
+    match &g.action {
+        Action::Nothing => "nothing to do: no hibernation image".into(),
+        Action::Resume { device, major_minor, .. } => format!("resume the image on {device} ({major_minor}) first{seen}"),
+        Action::ReadOnly { why, hint } => format!("import read-only: {why}; {hint}"),
+        Action::Discard { device, restore } => {
+            format!("drop the image on {device}{}{seen}", if *restore { " (plain swap signature restored)" } else { " (left on the disk)" })
+        }
+    }
 }

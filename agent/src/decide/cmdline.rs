@@ -189,6 +189,8 @@ pub struct ResumeOpts {
     pub discard: bool,
 }
 
+/// Settings left at their default are not written: reports from before they existed read
+/// back the same.
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }

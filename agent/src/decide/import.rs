@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `zpool import` arguments: no mounts, no cache file, only these devices, by GUID.
-pub fn args(guid: u64, devices: &[String], readonly: bool, force: bool) -> Vec<String> {
+/// `zpool import` arguments: no mounts, no cache file, only these devices, by GUID;
+/// `rewind`: back to the pool's checkpoint.
+pub fn args(guid: u64, devices: &[String], readonly: bool, force: bool, rewind: bool) -> Vec<String> {
     let mut a: Vec<String> = ["import", "-N", "-o", "cachefile=none"].map(String::from).to_vec();
     if readonly {
         a.extend(["-o".into(), "readonly=on".into()]);
@@ -12,11 +13,23 @@ pub fn args(guid: u64, devices: &[String], readonly: bool, force: bool) -> Vec<S
     if force {
         a.push("-f".into());
     }
+    if rewind {
+        a.push("--rewind-to-checkpoint".into());
+    }
     for d in devices {
         a.extend(["-d".into(), d.clone()]);
     }
     a.push(guid.to_string());
     a
+}
+
+/// Make a planned `zpool import` argv read-only (a guard that changed its mind at the last
+/// moment: the hibernation image could not be dropped, or resuming it failed).
+pub fn make_read_only(argv: &mut Vec<String>) {
+    if !argv.iter().any(|a| a == "readonly=on") {
+        let at = argv.iter().position(|a| a == "cachefile=none").map_or(argv.len().min(2), |i| i + 1);
+        argv.splice(at..at, ["-o".to_string(), "readonly=on".to_string()]);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,9 +82,16 @@ mod tests {
 
     #[test]
     fn exact_devices() {
-        let a = args(42, &["/dev/vdb2".into(), "/dev/sda2".into()], true, false);
+        let a = args(42, &["/dev/vdb2".into(), "/dev/sda2".into()], true, false, false);
         assert_eq!(a.join(" "), "import -N -o cachefile=none -o readonly=on -d /dev/vdb2 -d /dev/sda2 42");
-        assert!(args(1, &[], false, true).contains(&"-f".to_string()));
+        assert!(args(1, &[], false, true, false).contains(&"-f".to_string()));
+        let mut a: Vec<String> = std::iter::once("zpool".into()).chain(args(1, &[], false, true, true)).collect();
+        assert_eq!(a.join(" "), "zpool import -N -o cachefile=none -f --rewind-to-checkpoint 1");
+        make_read_only(&mut a);
+        let ro = "zpool import -N -o cachefile=none -o readonly=on -f --rewind-to-checkpoint 1";
+        assert_eq!(a.join(" "), ro);
+        make_read_only(&mut a);
+        assert_eq!(a.join(" "), ro);
     }
 
     #[test]

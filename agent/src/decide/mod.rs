@@ -9,4 +9,5 @@ pub mod import;
 pub mod menu;
 pub mod pin;
 pub mod plan;
+pub mod resume;
 pub mod trust;

@@ -5,6 +5,7 @@
 use crate::decide::choose::{self, Choice, Facts, HostidAction};
 use crate::decide::cmdline::{Cmdline, PoolSel};
 use crate::decide::import;
+use crate::decide::resume::{self, Guard};
 use crate::decide::trust::{self, PinSource, PinState, Trust};
 use crate::probe::assemble::Pool;
 use crate::probe::ProbeReport;
@@ -20,6 +21,8 @@ pub struct System {
     pub booted: Option<BootedEsp>,
     /// The ramdisk's root pin (`decide::pin::PATH`).
     pub pin: PinSource,
+    /// zroam is the ramdisk's `/init` (no generator tried to resume a hibernated system).
+    pub own_ramdisk: bool,
 }
 
 /// The import the boot would run for the chosen pool.
@@ -49,6 +52,8 @@ pub struct Plan {
     /// Only for a chosen pool whose hostid does not refuse the import.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub import: Option<Import>,
+    /// Hibernation images, and what is done about them before the import.
+    pub resume: Guard,
 }
 
 /// Which pool, and how it would be imported.
@@ -59,10 +64,12 @@ pub fn plan(rep: &ProbeReport, cmd: &Cmdline, sys: &System) -> Plan {
         _ => None,
     };
     let (found, mut trust) = trust::filter(rep, cmd, pin, state.clone());
+    let resume = resume::decide(rep, &cmd.resume, sys.own_ramdisk);
     let refuse = |mut trust: Trust, why: String, found: Vec<String>, hint: &str| {
         trust.refused.extend(found.iter().cloned());
         trust.refused.push(why.clone());
-        Plan { pool: Choice::Refused { why, found, hint: hint.to_string() }, chosen: None, trust, hostid_action: None, import: None }
+        let pool = Choice::Refused { why, found, hint: hint.to_string() };
+        Plan { pool, chosen: None, trust, hostid_action: None, import: None, resume: resume.clone() }
     };
     if let PinState::Unreadable { why } = &state {
         return refuse(
@@ -92,16 +99,27 @@ pub fn plan(rep: &ProbeReport, cmd: &Cmdline, sys: &System) -> Plan {
         return refuse(trust, why.clone(), found.clone(), hint);
     }
     let Choice::Chosen { guid, name, .. } = &choice else {
-        return Plan { pool: choice, chosen: None, trust, hostid_action: None, import: None };
+        return Plan { pool: choice, chosen: None, trust, hostid_action: None, import: None, resume };
     };
     let pool = pools.iter().find(|p| p.guid == *guid).expect("chosen from these pools").clone();
+    if cmd.rewind_checkpoint && pool.checkpoint_txg.is_none() {
+        let ub = pool.uberblock_txg.map_or("no valid uberblock".into(), |t| format!("active uberblock txg {t}, checkpoint txg 0"));
+        return refuse(
+            trust,
+            format!("zroam.rewind=checkpoint asks to rewind {name} (guid {guid}) to its checkpoint, but its labels record none"),
+            vec![format!("{name}: {ub}")],
+            "drop zroam.rewind=checkpoint (the pool has no checkpoint to go back to)",
+        );
+    }
     let action = choose::hostid_action(&pool, sys.hostid, &cmd);
     let import = (!matches!(action, HostidAction::Refuse { .. })).then(|| {
         let devices: Vec<String> = pool.members.iter().filter(|m| m.current).map(|m| m.device.clone()).collect();
         let force = cmd.force || action == HostidAction::Force;
         let degraded = pool.members.iter().any(|m| !m.current) || !pool.missing.is_empty();
-        let argv = std::iter::once("zpool".to_string()).chain(import::args(*guid, &devices, cmd.readonly, force)).collect();
+        let readonly = cmd.readonly || resume.read_only();
+        let args = import::args(*guid, &devices, readonly, force, cmd.rewind_checkpoint);
+        let argv = std::iter::once("zpool".to_string()).chain(args).collect();
         Import { guid: *guid, name: name.clone(), devices, force, degraded, argv }
     });
-    Plan { hostid_action: Some(action), import, chosen: Some(pool), trust, pool: choice }
+    Plan { hostid_action: Some(action), import, chosen: Some(pool), trust, pool: choice, resume }
 }

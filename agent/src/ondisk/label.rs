@@ -458,6 +458,23 @@ mod tests {
     }
 
     #[test]
+    fn checkpoint_txg_is_read_in_the_uberblock_s_byte_order() {
+        // uberblock_impl.h: checkpoint_txg is the u64 at byte 200, after the MMP words.
+        for e in [Endian::Little, Endian::Big] {
+            let mut ring = vec![0u8; RING_SIZE];
+            let s = &mut ring[2 * 1024..3 * 1024];
+            s[0..8].copy_from_slice(&e.bytes(UB_MAGIC));
+            s[16..24].copy_from_slice(&e.bytes(77));
+            s[176..184].copy_from_slice(&e.bytes(MMP_MAGIC));
+            s[192..200].copy_from_slice(&e.bytes(0xffff_ffff));
+            s[200..208].copy_from_slice(&e.bytes(61));
+            seal_embedded(s, (RING_OFFSET + 2 * 1024) as u64, e);
+            let best = scan_ring(&ring, 0, 0, Some(10)).1.unwrap();
+            assert_eq!((best.txg, best.checkpoint_txg), (77, 61), "{e:?}");
+        }
+    }
+
+    #[test]
     fn copies_share_the_config_hash_only_when_identical() {
         // Two copies of one config at their offsets verify through the memo; a copy whose
         // bytes differ is hashed on its own and its bad checksum is still caught.

@@ -8,4 +8,5 @@ pub mod label;
 pub mod luks;
 pub mod mdraid;
 pub mod nvlist;
+pub mod swap;
 pub mod vdev;

@@ -12,6 +12,7 @@ use crate::ondisk::label::{self, DeviceLabels, Uberblock};
 use crate::ondisk::luks::{self, Luks};
 use crate::ondisk::mdraid::{self, MdSuper};
 use crate::ondisk::nvlist::NvList;
+use crate::ondisk::swap::{self, Swap};
 use crate::ondisk::vdev::LabelInfo;
 use assemble::{AuxDevice, Found, Pool};
 #[cfg(test)]
@@ -93,6 +94,9 @@ pub struct Contents {
     pub mdraid: Option<MdSuper>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub zfs: Option<ZfsFound>,
+    /// A swap area, and whether it holds a hibernation image.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub swap: Option<Swap>,
 }
 
 /// Read everything zroam recognises from one device. `whole_disk` asks for a partition
@@ -107,8 +111,10 @@ pub fn read_contents(src: &dyn BlockSource, whole_disk: bool, sector: u32) -> Co
             Err(e) => c.gpt_error = Some(e.to_string()),
         }
     }
-    if let Ok(b) = src.read_vec(0, 512) {
+    // One read of the first page serves the FAT boot sector and the swap signature.
+    if let Ok(b) = src.read_vec(0, src.size().min(swap::PAGE as u64) as usize) {
         c.fat = fat::parse(&b);
+        c.swap = swap::parse(&b);
     }
     c.luks = luks::probe(src);
     c.mdraid = mdraid::probe(src);
