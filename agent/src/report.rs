@@ -158,6 +158,10 @@ mod tests {
             assert_eq!(serde_json::to_value(&cmd).unwrap(), section(&r.boot.cmdline), "{}: cmdline", path.display());
             let be: crate::decide::be::BePlan = serde_json::from_value(section(&r.boot.be)).unwrap();
             assert_eq!(serde_json::to_value(&be).unwrap(), section(&r.boot.be), "{}: be", path.display());
+            let pool: crate::decide::choose::Choice = serde_json::from_value(section(&r.boot.pool)).unwrap();
+            assert_eq!(serde_json::to_value(&pool).unwrap(), section(&r.boot.pool), "{}: pool", path.display());
+            let trust: crate::decide::trust::Trust = serde_json::from_value(section(&r.boot.trust)).unwrap();
+            assert_eq!(serde_json::to_value(&trust).unwrap(), section(&r.boot.trust), "{}: trust", path.display());
             seen += 1;
         }
         assert!(seen >= 1, "no captured reports in {}", dir.display());

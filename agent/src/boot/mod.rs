@@ -208,7 +208,7 @@ impl Boot {
         let (guid, name) = (*guid, name.clone());
         log::info!("pool {name} (guid {guid}): {reason}");
         let pool = plan.chosen.clone().expect("a chosen pool is assembled");
-        self.record.pool = Some(plan.pool.clone());
+        self.record.pool = serde_json::to_value(&plan.pool).ok();
         self.keep_probe(rep);
 
         let action = plan.hostid_action.clone().expect("a chosen pool has a hostid action");

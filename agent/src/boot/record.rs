@@ -4,8 +4,7 @@
 use crate::boot::failure::Failure;
 use crate::boot::stage::Stage;
 use crate::decide::be::Mount;
-use crate::decide::choose::{Choice, HostidAction};
-use crate::decide::trust::Trust;
+use crate::decide::choose::HostidAction;
 use crate::keys::KeyRecord;
 use crate::sys::efi::BootedEsp;
 use crate::sys::run::Outcome as HelperOutcome;
@@ -87,10 +86,12 @@ pub struct Record {
     /// The last probe, as `zroam probe --json` prints it (its own format; the probe's
     /// tests keep it).
     pub probe: Option<serde_json::Value>,
-    pub pool: Option<Choice>,
+    /// Which pool and why (`decide::choose::Choice`, as JSON like `cmdline`).
+    pub pool: Option<serde_json::Value>,
     /// What was believed of the labels: the pin, what matched it, what was left out or
     /// refused, and why.
-    pub trust: Option<Trust>,
+    /// (`decide::trust::Trust`, as JSON like `cmdline`.)
+    pub trust: Option<serde_json::Value>,
     pub hostid: Option<Hostid>,
     /// The hibernation guard (`decide::resume::Guard`: images, action, what was done), only
     /// when there was an image. Held as JSON to keep the binary small.

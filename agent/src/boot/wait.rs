@@ -107,7 +107,7 @@ impl Boot {
             reused: rep.reused,
         });
         let plan = plan::plan(&rep, &self.opts.cmdline, system);
-        self.record.trust = Some(plan.trust.clone());
+        self.record.trust = serde_json::to_value(&plan.trust).ok();
         (plan, rep)
     }
 
@@ -235,7 +235,7 @@ impl Boot {
                     };
                     let Some(wake) = wake else {
                         self.keep_probe(rep);
-                        self.record.pool = Some(plan.pool.clone());
+                        self.record.pool = serde_json::to_value(&plan.pool).ok();
                         return Err(refusal(&plan.pool));
                     };
                     ("several candidates or contradicting labels; waiting for the devices to settle".to_string(), wake)

@@ -44,11 +44,17 @@ pub fn render(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "outcome:  {}", json(&b.outcome));
     match &b.pool {
-        Some(crate::decide::choose::Choice::Chosen { name, guid, reason, .. }) => {
-            let _ = writeln!(s, "pool:     {name} (guid {guid}): {reason}");
+        Some(p) if p["decision"] == "chosen" => {
+            let _ = writeln!(
+                s,
+                "pool:     {} (guid {}): {}",
+                p["name"].as_str().unwrap_or("?"),
+                p["guid"],
+                p["reason"].as_str().unwrap_or("?")
+            );
         }
         Some(c) => {
-            let _ = writeln!(s, "pool:     none: {}", json(c));
+            let _ = writeln!(s, "pool:     none: {c}");
         }
         None => {
             let _ = writeln!(s, "pool:     -");

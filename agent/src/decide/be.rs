@@ -14,7 +14,8 @@ pub const LIST_COLUMNS: &str =
 /// clones made by either are booted alike.
 pub const CLONE_MOUNTPOINT_PROP: &str = "org.zol:mountpoint";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Dataset {
     pub name: String,
     pub mountpoint: String,

@@ -18,7 +18,8 @@ pub struct Facts {
     pub guid_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Readiness {
     /// Import now.
@@ -41,7 +42,8 @@ pub struct Candidate {
     pub devices: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Choice {
     Chosen {

@@ -3,12 +3,15 @@
 //! `shell=open|password|off`, the lock on zroam's emergency shell. Pure: text in,
 //! settings out; a value zroam does not understand locks rather than opens.
 
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 
 pub const PATH: &str = "/etc/zroam/zroam.conf";
 const MAX_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(rename_all = "snake_case")]
 pub enum ShellLock {
     /// A root shell for whoever is at the console (the stock initramfs tools' default).
@@ -20,7 +23,8 @@ pub enum ShellLock {
     Off,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Conf {
     pub shell: ShellLock,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]

@@ -1,7 +1,9 @@
 //! Stage `import`: import the chosen pool with exactly the devices probe found. `args` and
 //! `classify` are pure; `boot` runs zpool.
 
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 
 /// `zpool import` arguments: no mounts, no cache file, only these devices, by GUID;
 /// `rewind`: back to the pool's checkpoint.
@@ -32,7 +34,8 @@ pub fn make_read_only(argv: &mut Vec<String>) {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// Multihost saw another host writing: never forced.

@@ -6,7 +6,9 @@
 
 use crate::probe::assemble::Pool;
 use crate::probe::ProbeReport;
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use std::fmt::Write;
 use uuid::Uuid;
 
@@ -17,7 +19,8 @@ pub const MAX_BYTES: usize = 64 * 1024;
 /// Most entries of each kind kept from a pin.
 pub const MAX_ENTRIES: usize = 256;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Pin {
     pub pool_guid: u64,
     pub pool_name: String,

@@ -10,7 +10,9 @@ use crate::decide::trust::{self, PinSource, PinState, Trust};
 use crate::probe::assemble::Pool;
 use crate::probe::ProbeReport;
 use crate::sys::efi::BootedEsp;
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 
 /// What this system is, as far as the pool choice cares.
 #[derive(Debug, Clone, Default)]
@@ -26,7 +28,8 @@ pub struct System {
 }
 
 /// The import the boot would run for the chosen pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Import {
     pub guid: u64,
     pub name: String,
@@ -39,7 +42,8 @@ pub struct Import {
     pub argv: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Plan {
     pub pool: Choice,
     /// The chosen pool as the trusted labels assemble it.

@@ -5,9 +5,12 @@
 
 use crate::decide::cmdline::ResumeOpts;
 use crate::probe::{DeviceReport, ProbeReport};
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// No hibernation image on the `resume=` device nor on any swap area.
@@ -22,7 +25,8 @@ pub enum Action {
     Discard { device: String, restore: bool },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Guard {
     /// Hibernation images seen, as `SIGNATURE on DEVICE`.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]

@@ -8,10 +8,13 @@ use crate::decide::pin::Pin;
 use crate::probe::assemble::{self, Found, Pool};
 use crate::probe::{DeviceReport, ProbeReport};
 use crate::sys::efi::BootedEsp;
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 
 /// The pin as this boot found it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum PinState {
     /// The ramdisk carries none: today's rules (name, hostid, boot disk, after settling).
@@ -28,7 +31,8 @@ pub enum PinState {
 }
 
 /// The report's `trust` section.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Trust {
     pub pin: PinState,
     /// Pinned members found, as `GUID on DEVICE`.

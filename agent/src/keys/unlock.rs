@@ -4,14 +4,17 @@
 
 use crate::decide::cmdline::LuksOpts;
 use crate::probe::ProbeReport;
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
 
 /// Key derivation under emulation, or with a memory-hard PBKDF, takes seconds.
 const OPEN_BOUND: Duration = Duration::from_secs(120);
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Container {
     pub device: String,
     pub uuid: String,

@@ -2,9 +2,12 @@
 //! comes from. Pure; `boot` loads them (`zfs load-key`) before anything is written.
 
 use crate::decide::be::{BePlan, Dataset};
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum KeySource {
     /// keylocation=prompt: ask (after trying passphrases already typed this boot).
@@ -15,7 +18,8 @@ pub enum KeySource {
     Unsupported(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct KeyNeed {
     /// The encryption root whose key is loaded.
     pub root: String,
