@@ -374,15 +374,10 @@ fn list(pool: Option<&str>, json: bool, root: Option<&str>) -> ExitCode {
         get.push(p);
         fs.extend(["-r", p]);
     }
-    // Independent questions, asked at once as the boot does (each helper starts libzfs).
-    let (bootfs, rows) = std::thread::scope(|s| {
-        let b = s.spawn(|| helper("zpool", &get));
-        let f = helper("zfs", &fs);
-        (b.join().unwrap_or_else(|_| Err("zpool: thread panicked".into())), f)
-    });
-    let (pools, rows) = match (bootfs, rows) {
-        (Ok(b), Ok(f)) => (parse_bootfs(&b), parse_fs(&f)),
-        (Err(e), _) | (_, Err(e)) => return fail(e),
+    // One after the other, unlike the boot: nothing waits on a running system's listing.
+    let (pools, rows) = match helper("zpool", &get).and_then(|b| Ok((parse_bootfs(&b), parse_fs(&helper("zfs", &fs)?)))) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
     };
     if pools.is_empty() {
         return fail("no pool is imported");
@@ -415,12 +410,9 @@ fn list(pool: Option<&str>, json: bool, root: Option<&str>) -> ExitCode {
 
 /// The pool's bootfs and filesystems, asked as the boot asks them (`boot::zfs::choose_be`).
 fn state(pool: &str) -> Result<(String, Vec<Dataset>), String> {
-    let (b, l) = std::thread::scope(|s| {
-        let b = s.spawn(|| helper("zpool", &["get", "-H", "-o", "value", "bootfs", pool]));
-        let l = helper("zfs", &["list", "-H", "-o", be::LIST_COLUMNS, "-t", "filesystem", "-r", pool]);
-        (b.join().unwrap_or_else(|_| Err("zpool: thread panicked".into())), l)
-    });
-    Ok((b?.trim().to_string(), be::parse_list(&l?)))
+    let b = helper("zpool", &["get", "-H", "-o", "value", "bootfs", pool])?;
+    let l = helper("zfs", &["list", "-H", "-o", be::LIST_COLUMNS, "-t", "filesystem", "-r", pool])?;
+    Ok((b.trim().to_string(), be::parse_list(&l)))
 }
 
 /// A refusal as `check` gives it, with the BEs there are.
