@@ -49,6 +49,11 @@ fn usage_errors_exit_2() {
     assert_eq!(zroam().arg("frobnicate").status().unwrap().code(), Some(2));
     assert_eq!(zroam().args(["probe", "--bogus"]).status().unwrap().code(), Some(2));
     assert!(zroam().arg("--help").status().unwrap().success());
+    // `be` refuses a malformed command before running any helper.
+    assert_eq!(zroam().args(["be", "frobnicate"]).status().unwrap().code(), Some(2));
+    assert_eq!(zroam().args(["be", "list", "--name", "x"]).status().unwrap().code(), Some(2));
+    assert_eq!(zroam().args(["be", "snapshot", "rpool/ROOT/a", "--name", "a@b"]).status().unwrap().code(), Some(2));
+    assert!(zroam().args(["be", "--help"]).status().unwrap().success());
 }
 
 #[test]

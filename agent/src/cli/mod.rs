@@ -1,5 +1,6 @@
 //! The `zroam` command line: one file per subcommand; `main.rs` only calls `main`.
 
+mod be;
 mod boot;
 mod esp;
 mod init;
@@ -10,7 +11,7 @@ mod status;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | esp   (zroam --version)
+const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | esp | be   (zroam --version)
 
   init    PID 1 of a zroam ramdisk (also when run as /init): mount /proc /sys /dev /run,
           load storage and zfs modules, then boot; on failure, the report and a shell.
@@ -32,6 +33,11 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | es
   esp sync [--dry-run] | esp status | esp add|remove PARTUUID
           the ESP mirror on a running system: sync every secondary from the ESP the firmware
           booted, show each ESP's role and drift, or change the ESP set.
+  be list [--json] [POOL] | be next BE | be next --clear [POOL] | be activate BE
+  be snapshot [BE] [--name NAME]
+          boot environments (POOL/ROOT/*) on a running system: list them with what the next
+          boot picks, name one for the next boot only (org.zroam:nextboot), set the pool's
+          bootfs, or snapshot one with its children (default: the BE at /).
 
 Kernel command line: root=ZFS=POOL[/DATASET] | root=zfs:AUTO, zroam.pool=NAME|GUID,
 zroam.wait=S (30), zroam.grace=S (2), zroam.force=1 (zfs_force=1), zroam.hostid=adopt|strict,
@@ -79,6 +85,7 @@ pub fn main() -> ExitCode {
         "plan" => plan::run(args),
         "status" => status::run(args),
         "esp" => esp::run(args),
+        "be" => be::run(args),
         "pin" => pin::run(args),
         other => {
             eprintln!("zroam: unknown command '{other}'\n{USAGE}");

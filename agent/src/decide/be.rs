@@ -137,6 +137,30 @@ pub fn environments<'a>(pool: &str, ds: &'a [Dataset]) -> Vec<&'a Dataset> {
     ds.iter().filter(|d| d.name.strip_prefix(&prefix).is_some_and(|r| !r.contains('/'))).collect()
 }
 
+/// What `zroam be next|activate|snapshot` accept: a boot environment of `pool` (`ds` is the
+/// boot's own `zfs list -t filesystem`) whose mountpoint `mounts_for` roots at the sysroot
+/// as it is: `/`, `legacy` or `none`. The boot would mount a BE with any other mountpoint
+/// too; refused here because it is most likely one mounted elsewhere to be looked at.
+pub fn check(pool: &str, ds: &[Dataset], name: &str) -> Result<(), BeRefusal> {
+    let envs = environments(pool, ds);
+    let refuse = |why: String, hint: String| BeRefusal { why, hint, environments: envs.iter().map(|d| d.name.clone()).collect() };
+    let Some(d) = envs.iter().find(|d| d.name == name) else {
+        let why = if ds.iter().any(|d| d.name == name) {
+            format!("{name} is not a boot environment (those are the filesystems directly under {pool}/ROOT)")
+        } else {
+            format!("{name} is not a filesystem of {pool}")
+        };
+        return Err(refuse(why, format!("zroam be list {pool}")));
+    };
+    match d.mountpoint.as_str() {
+        "/" | "legacy" | "none" => Ok(()),
+        mp => Err(refuse(
+            format!("{name} has mountpoint={mp}: a boot environment mounts at / (mountpoint=/, legacy or none)"),
+            format!("zfs set mountpoint=/ {name} (with canmount=noauto), once it is not mounted"),
+        )),
+    }
+}
+
 /// `bootfs` is the pool property ("-" when unset).
 pub fn choose(pool: &str, bootfs: &str, ds: &[Dataset], cmd: &Cmdline) -> Result<BePlan, BeRefusal> {
     let envs = environments(pool, ds);
@@ -522,5 +546,19 @@ rpool/home\t/home\ton\t-\n";
         let (m, w) = extra_mounts(&names, &ds, &p.mounts);
         assert_eq!(m, [Mount { dataset: "rpool/home".into(), target: "/home".into(), origin: None }]);
         assert!(w.len() == 1 && w[0].contains("rpool/gone"), "{w:?}");
+    }
+
+    #[test]
+    fn what_zroam_be_accepts() {
+        let l = LIST.replacen("rpool/ROOT/other\t/\t", "rpool/ROOT/other\t/mnt\t", 1) + "rpool/ROOT/old\tlegacy\tnoauto\t-\n";
+        let ds = parse_list(&l);
+        assert_eq!(check("rpool", &ds, "rpool/ROOT/debian"), Ok(()));
+        assert_eq!(check("rpool", &ds, "rpool/ROOT/old"), Ok(()));
+        let e = check("rpool", &ds, "rpool/ROOT/debian/var").unwrap_err();
+        assert!(e.why.contains("not a boot environment"), "{e:?}");
+        assert_eq!(e.environments, ["rpool/ROOT/debian", "rpool/ROOT/other", "rpool/ROOT/old"]);
+        assert!(check("rpool", &ds, "rpool/ROOT/nope").unwrap_err().why.contains("not a filesystem of rpool"));
+        assert!(check("rpool", &ds, "rpool/ROOT/other").unwrap_err().why.contains("mountpoint=/mnt"));
+        assert!(check("rpool", &ds, "rpool/ROOT").is_err() && check("rpool", &ds, "rpool").is_err());
     }
 }
