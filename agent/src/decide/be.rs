@@ -143,7 +143,8 @@ pub fn environments<'a>(pool: &str, ds: &'a [Dataset]) -> Vec<&'a Dataset> {
 /// too; refused here because it is most likely one mounted elsewhere to be looked at.
 pub fn check(pool: &str, ds: &[Dataset], name: &str) -> Result<(), BeRefusal> {
     let envs = environments(pool, ds);
-    let refuse = |why: String, hint: String| BeRefusal { why, hint, environments: envs.iter().map(|d| d.name.clone()).collect() };
+    let refuse =
+        |why: String, hint: String| BeRefusal { why, hint, environments: envs.iter().map(|d| d.name.clone()).collect(), ambiguous: false };
     let Some(d) = envs.iter().find(|d| d.name == name) else {
         let why = if ds.iter().any(|d| d.name == name) {
             format!("{name} is not a boot environment (those are the filesystems directly under {pool}/ROOT)")
