@@ -25,7 +25,7 @@ pub enum Mode {
     Boot,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub schema: u32,
     pub version: String,
@@ -38,6 +38,36 @@ pub struct Report {
     /// this report.
     pub resources: Option<Resources>,
     pub log: Vec<String>,
+}
+
+/// The report's own fields and the boot record's share one JSON object. serde's `flatten`
+/// would read it too, at 25 KB of the binary: the object is read once as JSON and each part
+/// taken from it.
+impl<'de> Deserialize<'de> for Report {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Head {
+            schema: u32,
+            version: String,
+            uptime_at_start: Option<f64>,
+            mode: Mode,
+            resources: Option<Resources>,
+            log: Vec<String>,
+        }
+        use serde::de::Error;
+        let v = serde_json::Value::deserialize(d)?;
+        let h: Head = serde_json::from_value(v.clone()).map_err(D::Error::custom)?;
+        let boot: Record = serde_json::from_value(v).map_err(D::Error::custom)?;
+        Ok(Report {
+            schema: h.schema,
+            version: h.version,
+            uptime_at_start: h.uptime_at_start,
+            mode: h.mode,
+            boot,
+            resources: h.resources,
+            log: h.log,
+        })
+    }
 }
 
 impl Report {
