@@ -13,7 +13,7 @@ FUZZ_ENV := RUSTC_BOOTSTRAP=1
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: install uninstall all build setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
+.PHONY: install uninstall all build setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-be lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
 
 all: build
 
@@ -29,7 +29,7 @@ setup:
 toolchain:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-check: build setup toolchain lint unit binary fuzz-regress lab-probe lab-boot lab-gen lab-esp
+check: build setup toolchain lint unit binary fuzz-regress lab-probe lab-boot lab-be lab-gen lab-esp
 
 # Formatting, clippy (warnings are errors) and shellcheck over every shell file of the
 # generators and the lab. Each file names its dialect (shebang or `# shellcheck shell=`)
@@ -65,6 +65,11 @@ lab-probe: build setup
 # Real boots under QEMU: zroam as the ramdisk's /init, every scenario of tests/lab/boot_lab.py.
 lab-boot: build setup
 	python3 tests/lab/boot_lab.py $(BIN) $(SCENARIOS)
+
+# Boot environments and pool guards: snapshots, rollbacks, the menu, the other tools'
+# spellings, hibernation, checkpoints, zroam be (tests/lab/be_lab.py; LAB_JOBS at a time).
+lab-be: build setup
+	python3 tests/lab/be_lab.py $(BIN) $(BE_SCENARIOS)
 
 # The same boots with ramdisks made by dracut (systemd and shell initramfs) and mkinitramfs
 # from a `make install DESTDIR=…` staging, alone and beside OpenZFS's own modules, plus the

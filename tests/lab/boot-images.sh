@@ -105,6 +105,13 @@ zpool list -v rpool
 JOB
 }
 
+# The `snaps` set (boot environments lab): after the usual BEs, the bootfs gets a
+# canmount=noauto /usr child, an extra dataset named by its /etc/default/zfs whose mountpoint
+# passes through a symlink that points out of the root, and a recursive snapshot @pre of that
+# state (marker debian-pre, no /var/zroam-child). Then a checkpoint, and the BE moves on
+# (marker debian, /var/zroam-child back): booting @pre or rewinding shows the old state.
+SNAPS_EXTRA='zfs mount rpool/ROOT/debian && zfs mount rpool/ROOT/debian/var && zfs create -o canmount=noauto rpool/ROOT/debian/usr && zfs mount rpool/ROOT/debian/usr && echo usr > /mnt/usr/zroam-usr && zfs umount rpool/ROOT/debian/usr && zfs create -o canmount=noauto -o mountpoint=/srv/extra rpool/extra && ln -s /../../../var/lib/escape /mnt/srv && mkdir -p /mnt/etc/default && echo ZFS_INITRD_ADDITIONAL_DATASETS=rpool/extra > /mnt/etc/default/zfs && rm /mnt/var/zroam-child && echo debian-pre > /mnt/etc/zroam-be && zfs snapshot -r rpool/ROOT/debian@pre && zpool checkpoint rpool && echo debian > /mnt/etc/zroam-be && echo later > /mnt/var/zroam-child && zfs umount rpool/ROOT/debian/var && zfs umount rpool/ROOT/debian && zfs list -t all -o name,mountpoint,canmount -r rpool && zpool status rpool'
+
 declare -A LAYOUT=([luks]=luks [native]=native-prompt [keyfile]=native-keyfile)
 declare -A SETS=(
   [mirror]="$OURS 2|-o cachefile=/out/zpool.cache|debian:var other"
@@ -122,6 +129,7 @@ declare -A SETS=(
   [md090]="$OURS 2|-o cachefile=none|debian|mdadm --create /dev/md0 --run --metadata=0.90 --level=1 --raid-devices=2 /dev/vda1 /dev/vdb1 && mkfs.vfat -F 32 -n EFI /dev/md0 && mdadm --stop /dev/md0"
   # ESPs that hold a 64 MiB file beside a kernel and ramdisk.
   [bigesp]="$OURS 2|-o cachefile=none|debian"
+  [snaps]="$OURS 1|-o cachefile=none|debian:var other|$SNAPS_EXTRA"
 )
 # Sizes other than the 64 MiB ESP on a 256 MiB disk.
 declare -A ESP_SIZE=([bigesp]=200M)

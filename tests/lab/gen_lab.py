@@ -14,7 +14,8 @@ runtime hook under busybox.
 Each generator also builds an image carrying the mirror's root pin (the hooks install what
 `zroam pin` makes; ZROAM_PIN hands it to them here, the lab host's / not being ZFS): it
 boots the mirror beside a stick named like it with this system's hostid, and must mount the
-mirror (scenario 16 with the image's own pin).
+mirror (scenario 16 with the image's own pin). The images without the stock module boot a
+snapshot as a clone and drive the menu on the console (be_lab's GEN_ONLY).
 
 usage: gen_lab.py ZROAM_BINARY [CASE...]   CASE: KIND-with | KIND-without | KIND-pinned | mkinitcpio[-pinned]
 """
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 
+import be_lab
 import boot_lab
 from vmlab import BOOT_SETS, HERE, Lab, boot_images, generator_initrd, generator_lab, lab_args, log, print_table, run_scenario, sh
 
@@ -53,11 +55,13 @@ def image(binary, case):
         missing = [c for c in MKINITCPIO_CALLS if c not in calls]
         if not any(c.startswith("add_binary ") and c.endswith(" /usr/bin/zroam") for c in calls):
             missing.append("add_binary … /usr/bin/zroam")
-        return img, ["2-usb-degraded"], missing
+        return img, ["2-usb-degraded"] + list(be_lab.GEN_ONLY), missing
     kind, stock = case.rsplit("-", 1)
     if stock == "pinned":
         return generator_initrd(binary, kind, "without", mirror_pin(binary)), ["16-pinned-image"], []
-    return generator_initrd(binary, kind, stock), SCENARIOS, []
+    # The images without the stock module also boot a snapshot and the menu.
+    extra = list(be_lab.GEN_ONLY) if stock == "without" else []
+    return generator_initrd(binary, kind, stock), SCENARIOS + extra, []
 
 
 def run_case(binary, case):
@@ -72,7 +76,7 @@ def run_case(binary, case):
     if missing:
         rows.append((case, "build API calls", "FAIL", "-", "0", "not called: " + ", ".join(missing)))
         log(f"{case}: the install hook did not call: {', '.join(missing)}")
-    every = {**boot_lab.SCENARIOS, **boot_lab.GEN_ONLY}
+    every = {**boot_lab.SCENARIOS, **boot_lab.GEN_ONLY, **be_lab.GEN_ONLY}
     rows += [run_scenario(n, every[n], lab, prefix=f"{case} ") for n in scenarios]
     if all(r[2] == "ok" for r in rows):
         shutil.rmtree(lab.work, ignore_errors=True)

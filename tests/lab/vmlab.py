@@ -28,7 +28,7 @@ OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 # The lab's hostids: the builder's for "our" pools, and another host's.
 OURS, FOREIGN = "5eed1234", "0badcafe"
 # The pool sets (boot-images.sh) every boot lab loads.
-BOOT_SETS = ("mirror", "single", "foreign", "mmp", "luks", "native", "keyfile")
+BOOT_SETS = ("mirror", "single", "foreign", "mmp", "luks", "native", "keyfile", "snaps")
 SHELL_CMD = ("echo ZROAM-REPORT-''BEGIN; cat /run/zroam/report.json; echo; echo ZROAM-REPORT-''END; "
              "poweroff -f || { echo 1 >/proc/sys/kernel/sysrq; echo o >/proc/sysrq-trigger; }\n")
 SULOGIN = "Press Enter for maintenance"
@@ -457,7 +457,9 @@ class Lab:
             # prints its prompt before it turns echo off, so an instant answer is echoed.
             # (zroam's own prompt turns echo off first.)
             vm.wait(1)
-            vm.send(answer + "\n")
+            # An answer may depend on what the console showed (a menu's numbering).
+            text = answer(vm.out.decode(errors="replace")) if callable(answer) else answer
+            vm.send(text + "\n")
             answered.append(question)
         # Either the BE's init runs (and powers off) or the emergency shell opens.
         if vm.expect(end, timeout, since=mark) and b"ZROAM-BE-INIT" not in vm.out:

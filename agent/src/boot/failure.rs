@@ -21,6 +21,9 @@ pub fn fail(stage: Stage, message: impl Into<String>, hint: impl Into<String>) -
 
 impl From<BeRefusal> for Failure {
     fn from(r: BeRefusal) -> Self {
-        fail(Stage::ChooseBe, format!("{} (boot environments: {})", r.why, r.environments.join(", ")), r.hint)
+        match r.environments.is_empty() {
+            true => fail(Stage::ChooseBe, r.why, r.hint),
+            false => fail(Stage::ChooseBe, format!("{} (boot environments: {})", r.why, r.environments.join(", ")), r.hint),
+        }
     }
 }

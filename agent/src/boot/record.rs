@@ -98,6 +98,10 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<serde_json::Value>,
     pub import: Option<ImportRecord>,
+    /// The imported pool's checkpoint (`zpool get checkpoint`: the space it holds), when it
+    /// has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
     /// The BE and how it was chosen (`decide::be::BePlan`, as JSON like `cmdline`).
     pub be: Option<serde_json::Value>,
     /// Each time the menu was shown: what it listed, how it ended, what was picked.

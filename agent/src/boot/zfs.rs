@@ -99,7 +99,8 @@ impl Boot {
 
     pub(super) fn choose_be(&mut self, pool: &str) -> Result<(be::BePlan, Vec<be::Dataset>, String), Failure> {
         // Two independent questions, asked at once (each helper spends ~80 ms starting libzfs).
-        let bootfs_args: Vec<String> = ["get", "-H", "-o", "value", "bootfs", pool].map(String::from).to_vec();
+        // The checkpoint rides along: the labels cannot tell (each txg's uberblock zeroes it).
+        let bootfs_args: Vec<String> = ["get", "-H", "-o", "value", "bootfs,checkpoint", pool].map(String::from).to_vec();
         let list_args: Vec<String> = ["list", "-H", "-o", be::LIST_COLUMNS, "-t", "filesystem", "-r", pool].map(String::from).to_vec();
         let (bootfs, list) = std::thread::scope(|s| {
             let b = s.spawn(|| run::run("zpool", &bootfs_args, ZFS_BOUND));
@@ -113,7 +114,12 @@ impl Boot {
             return Err(fail(Stage::ChooseBe, format!("zfs list {pool}: {}", list.said()), "zroam.shell=1 to look by hand"));
         }
         let ds = be::parse_list(&list.stdout);
-        let bootfs = bootfs.stdout.trim().to_string();
+        let mut values = bootfs.stdout.lines().map(str::trim);
+        let bootfs = values.next().unwrap_or("-").to_string();
+        self.record.checkpoint = values.next().filter(|v| !v.is_empty() && *v != "-").map(str::to_string);
+        if let Some(c) = &self.record.checkpoint {
+            log::info!("{pool} has a checkpoint ({c}): zroam.rewind=checkpoint goes back to it");
+        }
         let chosen = be::choose(pool, &bootfs, &ds, &self.opts.cmdline);
         let cmd = &self.opts.cmdline;
         let offer = cmd.menu.is_some() || (cmd.menu_offer && matches!(&chosen, Err(r) if r.ambiguous));

@@ -39,11 +39,13 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | es
           boot picks, name one for the next boot only (org.zroam:nextboot), set the pool's
           bootfs, or snapshot one with its children (default: the BE at /).
 
-Kernel command line: root=ZFS=POOL[/DATASET] | root=zfs:AUTO, zroam.pool=NAME|GUID,
+Kernel command line: root=ZFS=POOL[/DATASET][@SNAP] | root=zfs:AUTO, zroam.pool=NAME|GUID,
 zroam.wait=S (30), zroam.grace=S (2), zroam.force=1 (zfs_force=1), zroam.hostid=adopt|strict,
 zroam.readonly=1, zroam.esp=sync|check|off, zroam.esp.budget=S (15), zroam.shell=1,
 zroam.pin=off, zroam.ignore=DEV|SERIAL[,...], zroam.debug=1, init=PATH, quiet,
-resume=DEV, noresume, zroam.resume=discard, zroam.rewind=checkpoint.
+resume=DEV, noresume, zroam.resume=discard, zroam.rewind=checkpoint, zroam.menu[=S],
+rollback=1, bootfs.snapshot[=NAME], bootfs.rollback[=NAME], rootflags=, and the stock
+tools' zfs=, rpool=, bootfs=, spl_hostid=, rootdelay=, zfs_wait= (see the README).
 ";
 
 /// A subcommand's result; an argument error prints the usage.

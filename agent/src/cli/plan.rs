@@ -78,9 +78,8 @@ pub fn run(mut args: lexopt::Parser) -> Res {
         println!("warning:     {w}");
     }
     let code = match &shown.plan.pool {
-        Choice::Chosen { name, guid, reason, readiness, checkpoint_txg } => {
+        Choice::Chosen { name, guid, reason, readiness } => {
             println!("pool:        {name} (guid {guid}): {reason}");
-            println!("checkpoint:  {}", checkpoint_txg.map_or("none".into(), |t| format!("txg {t}")));
             match readiness {
                 Readiness::Now => println!("ready:       now"),
                 Readiness::Grace { why } => println!("ready:       after a {:.1} s grace: {why}", shown.cmdline.grace.as_secs_f64()),

@@ -51,17 +51,23 @@ pub enum Choice {
         guid: u64,
         reason: String,
         readiness: Readiness,
-        /// The pool's checkpoint (`zroam.rewind=checkpoint` goes back to it); none without one.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        checkpoint_txg: Option<u64>,
     },
     /// Nothing that matches has appeared (yet).
-    NotFound { why: String },
+    NotFound {
+        why: String,
+    },
     /// Several pools match and nothing tells them apart: refuse.
-    Ambiguous { why: String, candidates: Vec<Candidate> },
+    Ambiguous {
+        why: String,
+        candidates: Vec<Candidate>,
+    },
     /// The labels of the pool that would be chosen contradict each other (or the pin):
     /// refuse, with what was seen and what settles it.
-    Refused { why: String, found: Vec<String>, hint: String },
+    Refused {
+        why: String,
+        found: Vec<String>,
+        hint: String,
+    },
 }
 
 fn candidate(p: &Pool) -> Candidate {
@@ -170,7 +176,7 @@ pub fn choose(pools: &[Pool], cmd: &Cmdline, facts: &Facts) -> Choice {
         }
         Health::Complete => Readiness::Now,
     };
-    Choice::Chosen { name: pool.name.clone(), guid: pool.guid, reason, readiness, checkpoint_txg: pool.checkpoint_txg }
+    Choice::Chosen { name: pool.name.clone(), guid: pool.guid, reason, readiness }
 }
 
 /// What to do about the pool's hostid before importing it.
@@ -237,7 +243,6 @@ mod tests {
             problems: vec![],
             txg: 10,
             uberblock_txg: Some(10),
-            checkpoint_txg: None,
             version: Some(5000),
             hostid: Some(hostid),
             hostname: Some("h".into()),

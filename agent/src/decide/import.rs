@@ -72,6 +72,8 @@ pub fn classify(said: &str) -> (Cause, &'static str) {
         (Cause::OtherHost, "zroam.hostid=adopt (the default) or zroam.force=1")
     } else if s.contains("unsupported feature") || s.contains("newer version") {
         (Cause::Features, "boot a ramdisk with a newer OpenZFS, or zroam.readonly=1 if the features allow it")
+    } else if s.contains("checkpoint") {
+        (Cause::Other, "drop zroam.rewind=checkpoint: the pool has no checkpoint to go back to")
     } else if s.contains("no such pool") || s.contains("unavailable") || s.contains("insufficient replicas") {
         (Cause::Devices, "attach the missing disks, or raise zroam.wait=SECONDS")
     } else {

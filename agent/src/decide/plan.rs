@@ -106,15 +106,6 @@ pub fn plan(rep: &ProbeReport, cmd: &Cmdline, sys: &System) -> Plan {
         return Plan { pool: choice, chosen: None, trust, hostid_action: None, import: None, resume };
     };
     let pool = pools.iter().find(|p| p.guid == *guid).expect("chosen from these pools").clone();
-    if cmd.rewind_checkpoint && pool.checkpoint_txg.is_none() {
-        let ub = pool.uberblock_txg.map_or("no valid uberblock".into(), |t| format!("active uberblock txg {t}, checkpoint txg 0"));
-        return refuse(
-            trust,
-            format!("zroam.rewind=checkpoint asks to rewind {name} (guid {guid}) to its checkpoint, but its labels record none"),
-            vec![format!("{name}: {ub}")],
-            "drop zroam.rewind=checkpoint (the pool has no checkpoint to go back to)",
-        );
-    }
     let action = choose::hostid_action(&pool, sys.hostid, &cmd);
     let import = (!matches!(action, HostidAction::Refuse { .. })).then(|| {
         let devices: Vec<String> = pool.members.iter().filter(|m| m.current).map(|m| m.device.clone()).collect();

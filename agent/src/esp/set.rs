@@ -294,7 +294,6 @@ mod tests {
             problems: Vec::new(),
             txg: 1,
             uberblock_txg: None,
-            checkpoint_txg: None,
             version: None,
             hostid: None,
             hostname: None,

@@ -72,9 +72,6 @@ pub struct Pool {
     pub problems: Vec<String>,
     pub txg: u64,
     pub uberblock_txg: Option<u64>,
-    /// The checkpoint's txg, from the active uberblock (`zpool checkpoint`); none without one.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub checkpoint_txg: Option<u64>,
     pub version: Option<u64>,
     pub hostid: Option<u64>,
     pub hostname: Option<String>,
@@ -236,7 +233,6 @@ fn pool(guid: u64, devs: &[&Found]) -> Pool {
         problems,
         txg: newest.info.txg,
         uberblock_txg: best_ub.map(|u| u.txg),
-        checkpoint_txg: best_ub.map(|u| u.checkpoint_txg).filter(|t| *t != 0),
         version: newest.info.version,
         hostid: newest.info.hostid,
         hostname: newest.info.hostname.clone(),
