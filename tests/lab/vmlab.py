@@ -387,16 +387,19 @@ class Lab:
         return img
 
     def boot(self, tag, disks, append="root=zfs:AUTO", extra=None, hotplug=None, timeout=150, locking=True, on_shell=SHELL_CMD,
-             answers=(), firmware=False, kill_on=None, kill_after=0.3, shell_time=30):
+             answers=(), firmware=False, kill_on=None, kill_after=0.3, shell_time=30, keys=None):
         """Boots the disks; returns a Result. extra: files added to the ramdisk; hotplug:
         (delay s, image) plugged over USB once zroam waits; answers: [(question regex, text)]
         typed in order; firmware: boot through OVMF (the ESP's loader) instead of -kernel;
         kill_on: pull the plug kill_after seconds after this pattern shows up; shell_time: how
-        long the shell's commands may run."""
+        long the shell's commands may run; keys: (pattern, [QEMU key names]) typed on the
+        guest's keyboard (its VT, not the serial line) a few seconds after the pattern shows up
+        on the serial console, up to three times while the guest runs (keys typed before a
+        prompt reads are lost)."""
         initrd = self.initrd
         if extra:
             initrd = concat(os.path.join(self.work, f"{tag}-initrd"), self.initrd, extra_cpio(self.work, extra))
-        mon = os.path.join(self.work, f"{tag}.mon") if hotplug else None
+        mon = os.path.join(self.work, f"{tag}.mon") if hotplug or keys else None
         vars_copy = None
         if firmware:
             vars_copy = os.path.join(self.work, f"{tag}-vars.fd")
@@ -404,7 +407,7 @@ class Lab:
         args = qemu_args(disks, initrd, append, base=self.base, firmware=vars_copy, monitor=mon, usb_bus=bool(hotplug),
                          locking=locking)
         for attempt in (1, 2):
-            r = self.run_vm(tag, args, mon, hotplug, timeout, on_shell, answers, kill_on, kill_after, shell_time)
+            r = self.run_vm(tag, args, mon, hotplug, timeout, on_shell, answers, kill_on, kill_after, shell_time, keys)
             # QEMU's TCG sometimes trips an internal assertion before the guest runs: that
             # is the emulator failing, not the boot; once more.
             if attempt == 1 and QEMU_CRASH.search(r.serial) and "zroam" not in r.serial.lower():
@@ -412,7 +415,8 @@ class Lab:
                 continue
             return r
 
-    def run_vm(self, tag, args, mon, hotplug, timeout, on_shell, answers=(), kill_on=None, kill_after=0.3, shell_time=30):
+    def run_vm(self, tag, args, mon, hotplug, timeout, on_shell, answers=(), kill_on=None, kill_after=0.3, shell_time=30,
+               keys=None):
         t0 = time.monotonic()
         vm = Vm(args, self.work)
         answered = []
@@ -424,6 +428,18 @@ class Lab:
                 monitor_cmd(mon, f"drive_add 0 if=none,id=hp0,file={img},format=raw,cache=unsafe")
                 monitor_cmd(mon, "device_add usb-storage,drive=hp0,id=hpdev,bus=xhci.0")
                 log(f"{tag}: hot-plugged {os.path.basename(img)} over USB at {time.monotonic() - t0:.1f} s")
+            if keys:
+                pattern, names = keys
+                if vm.expect(pattern, timeout):
+                    for _ in range(3):
+                        vm.wait(4)
+                        if vm.p.poll() is not None:
+                            break
+                        try:
+                            for k in names:
+                                monitor_cmd(mon, f"sendkey {k}")
+                        except OSError:
+                            break
             if kill_on:
                 vm.expect(kill_on, timeout)
                 time.sleep(kill_after)

@@ -120,11 +120,13 @@ pub fn decide(rep: &ProbeReport, opts: &ResumeOpts, own_ramdisk: bool) -> Guard 
     } else if opts.discard {
         Action::Discard { device: node, restore: mine }
     } else {
-        let (why, other) = if !mine {
+        let (why, other) = if opts.off {
+            let how =
+                if mine { "without noresume it is resumed".to_string() } else { format!("resume={spec} without noresume resumes it") };
+            (format!("noresume: the {sig} hibernation image on {node} is not resumed"), how)
+        } else if !mine {
             let said = opts.device.as_ref().map_or("no resume= names a device".into(), |s| format!("resume={s} names another device"));
             (format!("a {sig} hibernation image is on {node} and {said}"), format!("resume={spec} resumes it"))
-        } else if opts.off {
-            (format!("noresume: the {sig} hibernation image on {node} is not resumed"), "without noresume it is resumed".into())
         } else if own_ramdisk {
             (format!("the {sig} hibernation image on {node} has no device number to resume from"), String::new())
         } else {
@@ -206,6 +208,7 @@ mod tests {
         };
         // noresume, a generator's image, no resume= or resume= naming another device.
         assert!(ro("noresume resume=/dev/vda2", true).starts_with("noresume"));
+        assert!(ro("noresume", true).starts_with("noresume"), "noresume is the reason, not the missing resume=");
         assert!(ro("resume=/dev/vda2", false).contains("after the ramdisk's own resume step"));
         let s = ro("", true);
         assert!(s.contains("no resume= names") && s.contains("zroam.resume=discard") && s.contains("resume=UUID=abab"), "{s}");
