@@ -8,6 +8,7 @@ them; every QEMU process started here is killed when its boot ends or the run is
 interrupted; work dirs are private (kept on failure for their logs).
 """
 import atexit
+import concurrent.futures
 import functools
 import json
 import os
@@ -562,14 +563,16 @@ def print_table(suite, rows, t0):
     return failed
 
 
-def run_suite(suite, lab, scenarios, names, t0):
-    """Runs the named scenarios (all when none are named) one after the other and prints the
-    table; the work dir goes when all passed and stays, with its serial logs, when not."""
+def run_suite(suite, lab, scenarios, names, t0, jobs=1):
+    """Runs the named scenarios (all when none are named), `jobs` at a time (only for suites
+    whose scenarios assert no timing), and prints the table; the work dir goes when all
+    passed and stays, with its serial logs, when not."""
     unknown = [n for n in names if n not in scenarios]
     if unknown:
         print(f"{suite}: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(scenarios)}", file=sys.stderr)
         return 2
-    rows = [run_scenario(n, scenarios[n], lab) for n in names or list(scenarios)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        rows = list(pool.map(lambda n: run_scenario(n, scenarios[n], lab), names or list(scenarios)))
     failed = print_table(suite, rows, t0)
     if not failed:
         shutil.rmtree(lab.work, ignore_errors=True)
