@@ -166,11 +166,12 @@ pub fn check(pool: &str, ds: &[Dataset], name: &str) -> Result<(), BeRefusal> {
 pub fn choose(pool: &str, bootfs: &str, ds: &[Dataset], cmd: &Cmdline) -> Result<BePlan, BeRefusal> {
     let envs = environments(pool, ds);
     let names: Vec<String> = envs.iter().map(|d| d.name.clone()).collect();
-    let refuse = |why: String| BeRefusal {
-        ambiguous: why.ends_with(" boot environments"),
+    // `ambiguous`: several BEs and nothing to pick one (a person may, in the menu).
+    let refuse = |(why, ambiguous): (String, bool)| BeRefusal {
         why,
         hint: format!("root=ZFS={pool}/ROOT/NAME picks one"),
         environments: names.clone(),
+        ambiguous,
     };
     let exists = |n: &str| ds.iter().any(|d| d.name == n);
     let mut warnings = Vec::new();
@@ -178,7 +179,7 @@ pub fn choose(pool: &str, bootfs: &str, ds: &[Dataset], cmd: &Cmdline) -> Result
 
     let (be, reason) = if let Some(RootSpec::Dataset { dataset: Some(d), .. }) = &cmd.root {
         if !exists(d) {
-            return Err(refuse(format!("root= names {d}, which is not a dataset of {pool}")));
+            return Err(refuse((format!("root= names {d}, which is not a dataset of {pool}"), false)));
         }
         (d.clone(), "named by root=".to_string())
     } else if let Some(nb) = ds.iter().find(|d| d.name == pool).and_then(|d| d.nextboot.clone()) {
@@ -200,18 +201,20 @@ pub fn choose(pool: &str, bootfs: &str, ds: &[Dataset], cmd: &Cmdline) -> Result
     Ok(BePlan { dataset: be, reason, consume_nextboot: consume, mounts, steps: Vec::new(), warnings })
 }
 
-fn fallback(pool: &str, bootfs: &str, envs: &[&Dataset], exists: impl Fn(&str) -> bool) -> Result<(String, String), String> {
+/// bootfs, else the only BE; the error says why, and whether it is a choice a person could
+/// make (several BEs).
+fn fallback(pool: &str, bootfs: &str, envs: &[&Dataset], exists: impl Fn(&str) -> bool) -> Result<(String, String), (String, bool)> {
     if bootfs != "-" && !bootfs.is_empty() {
         if exists(bootfs) {
             return Ok((bootfs.to_string(), "the pool's bootfs".to_string()));
         }
-        return Err(format!("bootfs of {pool} is {bootfs}, which does not exist"));
+        return Err((format!("bootfs of {pool} is {bootfs}, which does not exist"), false));
     }
     let roots: Vec<&&Dataset> = envs.iter().filter(|d| d.mountpoint == "/").collect();
     match roots[..] {
         [d] => Ok((d.name.clone(), format!("the only dataset under {pool}/ROOT with mountpoint=/"))),
-        [] => Err(format!("{pool} has no bootfs and no dataset under {pool}/ROOT with mountpoint=/")),
-        _ => Err(format!("{pool} has no bootfs and {} boot environments", roots.len())),
+        [] => Err((format!("{pool} has no bootfs and no dataset under {pool}/ROOT with mountpoint=/"), false)),
+        _ => Err((format!("{pool} has no bootfs and {} boot environments", roots.len()), true)),
     }
 }
 
