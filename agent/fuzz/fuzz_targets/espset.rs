@@ -1,8 +1,10 @@
 //! Any bytes as an ESP-set file and as a secondary's manifest (both come from a FAT anyone
-//! can write) and as the EFI variables that name the booted ESP: no panic, bounded output,
-//! and a parse of the rendering gives back the same set and the same manifest.
+//! can write), as the EFI variables that name the booted ESP, and as the other text files a
+//! disk hands zroam (a BE's /etc/default/zfs): no panic, bounded output, and a parse of the
+//! rendering gives back the same set and the same manifest.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use zroam::decide::be;
 use zroam::esp::manifest;
 use zroam::esp::set as espset;
 use zroam::sys::efi;
@@ -19,4 +21,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = efi::parse_loader_partuuid(data);
     let _ = efi::parse_boot_current(data);
     let _ = efi::parse_load_option_partuuid(data);
+    assert!(be::additional_datasets(&text).len() <= 64);
 });
