@@ -143,7 +143,10 @@ impl Boot {
         let o = self.zfs(&["list", "-H", "-o", "name", "-t", "snapshot", "-s", "creation", "-r", &root]);
         let snaps: Vec<String> = if o.ok() { o.stdout.lines().map(str::to_string).collect() } else { Vec::new() };
         let default = chosen.as_ref().ok().map(|p| p.dataset.clone());
-        let m = crate::decide::menu::for_bes(pool, bootfs, ds, &snaps, default.as_deref());
+        let mut m = crate::decide::menu::for_bes(pool, bootfs, ds, &snaps, default.as_deref());
+        if let (Some(rep), Some(guid)) = (&self.probe, self.record.pool.as_ref().and_then(|p| p["guid"].as_u64())) {
+            m.also = crate::decide::menu::other_pools(&rep.pools, guid);
+        }
         if m.items.is_empty() {
             return chosen;
         }

@@ -6,6 +6,7 @@
 
 use crate::decide::be::{self, Dataset};
 use crate::decide::choose::Candidate;
+use crate::probe::assemble::Pool;
 use serde::Serialize;
 
 /// Snapshots listed under each BE; `s N` lists all of them.
@@ -27,6 +28,8 @@ pub struct Menu {
     pub items: Vec<Item>,
     /// What boots when nobody picks (None: somebody must).
     pub default: Option<usize>,
+    /// Lines shown under the title (other pools seen, and how to boot one).
+    pub also: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -74,7 +77,18 @@ pub fn for_bes(pool: &str, bootfs: &str, ds: &[Dataset], snaps: &[String], defau
         })
         .collect::<Vec<_>>();
     let default = default.and_then(|n| items.iter().position(|i| i.name == n));
-    Menu { title: format!("boot environments of {pool}"), items, default }
+    Menu { title: format!("boot environments of {pool}"), items, default, also: Vec::new() }
+}
+
+/// The other pools that could be booted: the BE menu names them (switching pools takes
+/// another boot, with `zroam.pool=GUID`).
+pub fn other_pools(pools: &[Pool], chosen: u64) -> Vec<String> {
+    pools
+        .iter()
+        .filter(|p| p.boot_candidate && p.guid != chosen)
+        .take(8)
+        .map(|p| format!("also seen: pool {} (guid {}); zroam.pool={} boots it", p.name, p.guid, p.guid))
+        .collect()
 }
 
 /// Pools that nothing told apart: somebody at the console picks one; there is no default.
@@ -93,7 +107,12 @@ pub fn for_pools(cands: &[Candidate]) -> Menu {
             Item { name: c.name.clone(), notes, snapshots: Vec::new() }
         })
         .collect();
-    Menu { title: "several pools could be the root and nothing tells them apart: which one?".into(), items, default: None }
+    Menu {
+        title: "several pools could be the root and nothing tells them apart: which one?".into(),
+        items,
+        default: None,
+        also: Vec::new(),
+    }
 }
 
 /// Reverse video marks the default on both serial terminals and the VT.
@@ -102,6 +121,9 @@ const LO: &str = "\x1b[0m";
 
 pub fn render(m: &Menu) -> String {
     let mut s = format!("\nzroam: {}\n", m.title);
+    for a in &m.also {
+        s.push_str(&format!("  ({a})\n"));
+    }
     for (i, it) in m.items.iter().enumerate() {
         let notes = if it.notes.is_empty() { String::new() } else { format!("  ({})", it.notes.join(", ")) };
         let line = format!("{} {}) {}{notes}", if m.default == Some(i) { "*" } else { " " }, i + 1, it.name);
@@ -183,6 +205,7 @@ mod tests {
                 Item { name: "rpool/ROOT/other".into(), notes: vec![], snapshots: vec![] },
             ],
             default: Some(0),
+            also: vec!["also seen: pool tank (guid 9); zroam.pool=9 boots it".into()],
         }
     }
 
@@ -192,6 +215,7 @@ mod tests {
         assert!(t.contains("\x1b[7m* 1) rpool/ROOT/debian  (bootfs)  <- default\x1b[0m"), "{t}");
         assert!(t.contains("1.3 @s3") && t.contains("1.7 @s7") && !t.contains("@s2") && t.contains("+2 older: s 1"), "{t}");
         assert!(t.contains("    2) rpool/ROOT/other\n"), "{t}");
+        assert!(t.contains("  (also seen: pool tank (guid 9); zroam.pool=9 boots it)\n"), "{t}");
         let none = Menu { default: None, ..menu() };
         assert!(!render(&none).contains("<- default") && !render(&none).contains("Enter"));
     }
