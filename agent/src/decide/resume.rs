@@ -66,9 +66,11 @@ impl Guard {
     }
 }
 
-/// The device `resume=` names: `UUID=`, `LABEL=` (the swap header's), `PARTUUID=`,
+/// The devices `resume=` names: `UUID=`, `LABEL=` (the swap header's), `PARTUUID=`,
 /// `PARTLABEL=`, their `/dev/disk/by-*` links, `/dev/NAME`, `/dev/mapper/NAME` or `MAJ:MIN`.
-pub fn find<'a>(rep: &'a ProbeReport, spec: &str) -> Option<&'a DeviceReport> {
+/// More than one is a copy (a stick made from this disk, or forged to look like it): the
+/// caller trusts none of them.
+pub fn find<'a>(rep: &'a ProbeReport, spec: &str) -> Vec<&'a DeviceReport> {
     let (how, v) = spec
         .split_once('=')
         .or_else(|| {
@@ -80,26 +82,35 @@ pub fn find<'a>(rep: &'a ProbeReport, spec: &str) -> Option<&'a DeviceReport> {
         .unwrap_or_default();
     let swap = |d: &'a DeviceReport| d.contents.swap.as_ref();
     let part = |d: &'a DeviceReport| d.gpt_entry.as_ref();
-    rep.devices.iter().find(|d| match how.as_str() {
-        "UUID" => swap(d).and_then(|s| s.uuid.as_deref()).is_some_and(|u| u.eq_ignore_ascii_case(v)),
-        "LABEL" => swap(d).is_some_and(|s| s.label == v),
-        "PARTUUID" => part(d).is_some_and(|p| p.partuuid.to_string().eq_ignore_ascii_case(v)),
-        "PARTLABEL" => part(d).is_some_and(|p| p.name == v),
-        _ => {
-            let name = spec.strip_prefix("/dev/").unwrap_or(spec);
-            let dm = name.strip_prefix("mapper/");
-            d.dev.node == spec
-                || d.dev.name == name
-                || dm.is_some_and(|n| d.dev.detail.as_deref() == Some(n))
-                || spec == format!("{}:{}", d.dev.major, d.dev.minor)
-        }
-    })
+    rep.devices
+        .iter()
+        .filter(|d| match how.as_str() {
+            "UUID" => swap(d).and_then(|s| s.uuid.as_deref()).is_some_and(|u| u.eq_ignore_ascii_case(v)),
+            "LABEL" => swap(d).is_some_and(|s| s.label == v),
+            "PARTUUID" => part(d).is_some_and(|p| p.partuuid.to_string().eq_ignore_ascii_case(v)),
+            "PARTLABEL" => part(d).is_some_and(|p| p.name == v),
+            _ => {
+                let name = spec.strip_prefix("/dev/").unwrap_or(spec);
+                let dm = name.strip_prefix("mapper/");
+                d.dev.node == spec
+                    || d.dev.name == name
+                    || dm.is_some_and(|n| d.dev.detail.as_deref() == Some(n))
+                    || spec == format!("{}:{}", d.dev.major, d.dev.minor)
+            }
+        })
+        .collect()
 }
 
 /// What to do about hibernation images before the import. `own_ramdisk`: zroam is the
 /// ramdisk's `/init`, so no one else has tried to resume.
 pub fn decide(rep: &ProbeReport, opts: &ResumeOpts, own_ramdisk: bool) -> Guard {
-    let named = opts.device.as_deref().and_then(|s| find(rep, s));
+    let all = opts.device.as_deref().map(|s| find(rep, s)).unwrap_or_default();
+    // A resume= that names several devices names none: resuming or writing either could
+    // be a stranger's.
+    let named = match all[..] {
+        [d] => Some(d),
+        _ => None,
+    };
     let images: Vec<(&DeviceReport, &str)> =
         rep.devices.iter().filter_map(|d| Some((d, d.contents.swap.as_ref()?.hibernation.as_deref()?))).collect();
     let mut g = Guard {
@@ -113,8 +124,10 @@ pub fn decide(rep: &ProbeReport, opts: &ResumeOpts, own_ramdisk: bool) -> Guard 
     let Some(&(dev, sig)) = images.iter().find(|(d, _)| is_named(d)).or(images.first()) else { return g };
     let node = dev.dev.node.clone();
     let mine = is_named(dev);
-    // What resume= would have to say to name it.
-    let spec = dev.contents.swap.as_ref().and_then(|s| s.uuid.as_ref()).map_or_else(|| node.clone(), |u| format!("UUID={u}"));
+    // What resume= would have to say to name it (its UUID, unless another swap has it too).
+    let uuid_of = |d: &DeviceReport| d.contents.swap.as_ref().and_then(|s| s.uuid.clone());
+    let uuid = uuid_of(dev).filter(|u| rep.devices.iter().filter(|d| uuid_of(d).as_ref() == Some(u)).count() == 1);
+    let spec = uuid.map_or_else(|| node.clone(), |u| format!("UUID={u}"));
     g.action = if mine && own_ramdisk && !opts.off && dev.dev.major != 0 {
         Action::Resume { device: node, major_minor: format!("{}:{}", dev.dev.major, dev.dev.minor), discard: opts.discard }
     } else if opts.discard {
@@ -125,7 +138,12 @@ pub fn decide(rep: &ProbeReport, opts: &ResumeOpts, own_ramdisk: bool) -> Guard 
                 if mine { "without noresume it is resumed".to_string() } else { format!("resume={spec} without noresume resumes it") };
             (format!("noresume: the {sig} hibernation image on {node} is not resumed"), how)
         } else if !mine {
-            let said = opts.device.as_ref().map_or("no resume= names a device".into(), |s| format!("resume={s} names another device"));
+            let nodes: Vec<&str> = all.iter().map(|d| d.dev.node.as_str()).collect();
+            let said = match (opts.device.as_ref(), nodes.len()) {
+                (None, _) => "no resume= names a device".to_string(),
+                (Some(s), n) if n > 1 => format!("resume={s} names {n} devices ({}), so none is trusted", nodes.join(", ")),
+                (Some(s), _) => format!("resume={s} names another device"),
+            };
             (format!("a {sig} hibernation image is on {node} and {said}"), format!("resume={spec} resumes it"))
         } else if own_ramdisk {
             (format!("the {sig} hibernation image on {node} has no device number to resume from"), String::new())
@@ -157,8 +175,12 @@ mod tests {
 
     /// A partition whose first page is `sig`'s swap area (or nothing), read as the probe does.
     fn dev(name: &str, n: u32, sig: Option<&[u8]>) -> DeviceReport {
+        dev_with(name, n, sig, ID)
+    }
+
+    fn dev_with(name: &str, n: u32, sig: Option<&[u8]>, id: [u8; 16]) -> DeviceReport {
         let contents = match sig {
-            Some(s) => read_contents(&RegionSource { size: 1 << 20, regions: vec![(0, test_page(s, ID, "sw"))] }, false, 512),
+            Some(s) => read_contents(&RegionSource { size: 1 << 20, regions: vec![(0, test_page(s, id, "sw"))] }, false, 512),
             None => Contents::default(),
         };
         let dev = BlockDev::test_partition(name, n);
@@ -201,7 +223,7 @@ mod tests {
 
     #[test]
     fn read_only_unless_discard() {
-        let r = rep(vec![dev("vda", 2, Some(b"ULSUSPEND\0")), dev("vdb", 1, Some(PLAIN))]);
+        let r = rep(vec![dev("vda", 2, Some(b"ULSUSPEND\0")), dev_with("vdb", 1, Some(PLAIN), [0xcd; 16])]);
         let ro = |line: &str, pid1: bool| match decide_for(&r, line, pid1).action {
             Action::ReadOnly { why, hint } => format!("{why} | {hint}"),
             a => panic!("{line}: {a:?}"),
@@ -308,6 +330,22 @@ mod tests {
         r.devices[1].dev.detail = Some("cryptswap".into());
         let g = decide_for(&r, "resume=/dev/mapper/cryptswap", true);
         assert_eq!(g.action, Action::Resume { device: "/dev/dm-0".into(), major_minor: "8:0".into(), discard: false });
-        assert!(find(&r, "PARTUUID=x").is_none() && find(&r, "/dev/disk/by-id/x").is_none() && find(&r, "").is_none());
+        assert!(find(&r, "PARTUUID=x").is_empty() && find(&r, "/dev/disk/by-id/x").is_empty() && find(&r, "").is_empty());
+    }
+
+    #[test]
+    fn a_resume_device_named_twice_is_trusted_nowhere() {
+        // A stick carrying a copy of the swap's UUID (and an image of its own): nothing is
+        // resumed and nothing written, whichever device sorts first.
+        let r = rep(vec![dev("sda", 1, Some(b"S1SUSPEND\0")), dev("vda", 3, Some(b"S1SUSPEND\0"))]);
+        let uuid = "UUID=abababab-abab-abab-abab-abababababab";
+        let g = decide_for(&r, &format!("resume={uuid}"), true);
+        let Action::ReadOnly { why, hint } = &g.action else { panic!("{:?}", g.action) };
+        assert!(why.contains("names 2 devices (/dev/sda1, /dev/vda3), so none is trusted"), "{why}");
+        // The hint names a node, not the UUID both carry.
+        assert!(hint.contains("resume=/dev/sda1") && !hint.contains("UUID="), "{hint}");
+        assert_eq!(g.resume_device, None);
+        let d = decide_for(&r, &format!("resume={uuid} zroam.resume=discard"), true).action;
+        assert_eq!(d, Action::Discard { device: "/dev/sda1".into(), restore: false });
     }
 }
