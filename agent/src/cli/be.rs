@@ -210,18 +210,6 @@ pub fn default_name(secs: u64) -> String {
     format!("zroam-{y:04}-{m:02}-{d:02}T{h:02}{min:02}{s:02}Z")
 }
 
-/// A snapshot name for `DS@NAME`: the boot's rule (`bootfs.snapshot=`), and not `.` or
-/// `..`, within ZFS's 255-byte names.
-pub fn check_snapshot_name(ds: &str, name: &str) -> Result<(), String> {
-    if !be::valid_snapshot_name(name) || name == "." || name == ".." {
-        return Err(format!("'{name}' is not a snapshot name (letters, digits, space and _ - . : only)"));
-    }
-    if ds.len() + 1 + name.len() > 255 {
-        return Err(format!("{ds}@{name} is longer than ZFS's 255 bytes"));
-    }
-    Ok(())
-}
-
 /// A BE as given: in full, or its last part in the pool of `/` (`root`, the dataset there).
 pub fn resolve(arg: &str, root: Option<&str>) -> Result<String, String> {
     if arg.contains('/') {
@@ -534,7 +522,7 @@ fn snapshot(ds: &str, name: Option<String>) -> ExitCode {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         default_name(now)
     });
-    if let Err(e) = check_snapshot_name(ds, &name) {
+    if let Err(e) = be::check_snapshot_name(ds, &name) {
         eprintln!("zroam be: {e}");
         return ExitCode::from(2);
     }
@@ -646,15 +634,15 @@ rpool/ROOT@x\t1764483400\t0\n";
         assert_eq!(default_name(4_107_542_399), "zroam-2100-02-28T235959Z");
         assert_eq!(when(1_764_483_300), "2025-11-30 06:15");
         let ds = "rpool/ROOT/debian";
-        assert_eq!(check_snapshot_name(ds, &default_name(1_796_019_300)), Ok(()));
-        assert_eq!(check_snapshot_name(ds, "pre-upgrade_2.3:1"), Ok(()));
-        assert_eq!(check_snapshot_name(ds, "before upgrade"), Ok(()), "the boot's rule takes a space");
+        assert_eq!(be::check_snapshot_name(ds, &default_name(1_796_019_300)), Ok(()));
+        assert_eq!(be::check_snapshot_name(ds, "pre-upgrade_2.3:1"), Ok(()));
+        assert_eq!(be::check_snapshot_name(ds, "before upgrade"), Ok(()), "the boot's rule takes a space");
         for bad in ["", ".", "..", "a@b", "a/b", "a\tb", "é"] {
-            assert!(check_snapshot_name(ds, bad).is_err(), "{bad:?} accepted");
+            assert!(be::check_snapshot_name(ds, bad).is_err(), "{bad:?} accepted");
         }
         let long = format!("rpool/ROOT/{}", "d".repeat(100));
-        assert!(check_snapshot_name(&long, &"x".repeat(150)).unwrap_err().contains("255"));
-        assert!(check_snapshot_name(ds, &"x".repeat(201)).is_err());
+        assert!(be::check_snapshot_name(&long, &"x".repeat(150)).unwrap_err().contains("255"));
+        assert!(be::check_snapshot_name(ds, &"x".repeat(201)).is_err());
         assert_eq!(resolve("other", Some("rpool/ROOT/debian")).as_deref(), Ok("rpool/ROOT/other"));
         assert_eq!(resolve("tank/ROOT/x", None).as_deref(), Ok("tank/ROOT/x"));
         assert!(resolve("other", None).is_err());

@@ -244,6 +244,18 @@ pub fn valid_snapshot_name(n: &str) -> bool {
     !n.is_empty() && n.len() <= 200 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.: ".contains(&b))
 }
 
+/// A name for `DS@NAME`, as the boot (`bootfs.snapshot=`) and `zroam be snapshot` take it:
+/// ZFS's characters, not `.` or `..`, within ZFS's 255-byte names.
+pub fn check_snapshot_name(ds: &str, name: &str) -> Result<(), String> {
+    if !valid_snapshot_name(name) || name == "." || name == ".." {
+        return Err(format!("'{name}' is not a snapshot name (letters, digits, space and _ - . : only)"));
+    }
+    if ds.len() + 1 + name.len() > 255 {
+        return Err(format!("{ds}@{name} is longer than ZFS's 255 bytes"));
+    }
+    Ok(())
+}
+
 /// What the command line asks done with the chosen BE's snapshots before it is mounted,
 /// and the mounts that follow: `root=…@SNAP` clones the snapshot (and its children's
 /// snapshots of that name) or, with `rollback=1`, rolls them back; `bootfs.snapshot` and
@@ -290,11 +302,8 @@ pub fn prepare(mut plan: BePlan, ds: &[Dataset], snaps: &[String], cmd: &Cmdline
     }
     if let Some(v) = &cmd.be.snapshot {
         let name = snap_name(v);
-        if !valid_snapshot_name(&name) {
-            return Err(refuse(
-                format!("bootfs.snapshot={name} is not a snapshot name"),
-                "bootfs.snapshot=NAME with letters, digits and _-.:",
-            ));
+        if let Err(e) = check_snapshot_name(&be, &name) {
+            return Err(refuse(format!("bootfs.snapshot: {e}"), "bootfs.snapshot=NAME with letters, digits and _-.:"));
         }
         if own.iter().any(|s| s.ends_with(&format!("@{name}"))) {
             plan.warnings.push(format!("{be}@{name} exists already: not snapshotted again (bootfs.snapshot)"));
@@ -547,6 +556,7 @@ rpool/home\t/home\ton\t-\n";
         assert!(prepared("bootfs.rollback=gone", &ds).is_err());
         assert!(prepared("root=ZFS=rpool/ROOT/debian@pre zroam.readonly=1", &ds).unwrap_err().why.contains("read-only"));
         assert!(prepared("bootfs.snapshot=a/b", &ds).is_err());
+        assert!(prepared("bootfs.snapshot=..", &ds).unwrap_err().why.contains("not a snapshot name"));
         assert!(!valid_snapshot_name("") && !valid_snapshot_name("x@y") && valid_snapshot_name("6.12.95-amd64"));
     }
 
