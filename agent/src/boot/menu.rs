@@ -30,6 +30,25 @@ pub struct Shown {
 /// Longest line kept (a pick is a few characters).
 const MAX_LINE: usize = 64;
 
+impl super::Boot {
+    /// Show `m` until it ends with anything but the shell, each showing logged and kept in
+    /// the record; `!` opens the shell (as the lock allows, with `banner`) and shows the menu
+    /// again, without the countdown (somebody is there).
+    pub(super) fn ask(&mut self, m: &Menu, of: &str, mut countdown: Option<Duration>, bound: Duration, banner: &str) -> Option<Pick> {
+        loop {
+            let shown = show(m, of, countdown, bound);
+            log::info!("menu: {} ({})", shown.pick.as_ref().map_or("no pick".to_string(), |p| format!("{p:?}")), shown.how);
+            let pick = shown.pick.clone();
+            self.record.menu.extend(serde_json::to_value(&shown).ok());
+            if pick != Some(Pick::Shell) {
+                return pick;
+            }
+            super::emergency::shell(banner, super::emergency::Why::Asked);
+            countdown = None;
+        }
+    }
+}
+
 /// Show `m`; with `countdown` and a default, boot it when the countdown runs out. `bound`:
 /// the longest wait for a line once the countdown stopped (or without one).
 pub fn show(m: &Menu, of: &str, countdown: Option<Duration>, bound: Duration) -> Shown {

@@ -282,18 +282,9 @@ impl Boot {
             return None;
         }
         let m = crate::decide::menu::for_pools(&f.candidates);
-        loop {
-            let shown = menu::show(&m, "pools", None, zfs::OFFER_BOUND);
-            log::info!("menu: {} ({})", shown.pick.as_ref().map_or("no pick".to_string(), |p| format!("{p:?}")), shown.how);
-            let pick = shown.pick.clone();
-            self.record.menu.extend(serde_json::to_value(&shown).ok());
-            match pick {
-                Some(crate::decide::menu::Pick::Item { index }) => return Some(f.candidates[index].guid),
-                Some(crate::decide::menu::Pick::Shell) => {
-                    emergency::shell("zroam: exit the shell to return to the menu", emergency::Why::Asked)
-                }
-                _ => return None,
-            }
+        match self.ask(&m, "pools", None, zfs::OFFER_BOUND, "zroam: exit the shell to return to the menu") {
+            Some(crate::decide::menu::Pick::Item { index }) => Some(f.candidates[index].guid),
+            _ => None,
         }
     }
 

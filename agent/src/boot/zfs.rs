@@ -1,9 +1,7 @@
 //! The ZFS side of the boot: zfs.ko's load, `zpool import` as planned, the BE's datasets
 //! and keys, and the one-shot next boot.
 
-use super::emergency;
 use super::failure::{fail, Failure};
-use super::menu;
 use super::record::ImportRecord;
 use super::stage::Stage;
 use super::Boot;
@@ -151,31 +149,21 @@ impl Boot {
             return chosen;
         }
         let cmd = &self.opts.cmdline;
-        let mut countdown = cmd.menu.filter(|_| default.is_some());
+        let countdown = cmd.menu.filter(|_| default.is_some());
         let bound = if default.is_some() { menu_bound(cmd.key_timeout) } else { OFFER_BOUND };
-        loop {
-            let shown = menu::show(&m, "boot environments", countdown, bound);
-            log::info!("menu: {} ({})", shown.pick.as_ref().map_or("no pick".to_string(), |p| format!("{p:?}")), shown.how);
-            let pick = shown.pick.clone();
-            self.record.menu.extend(serde_json::to_value(&shown).ok());
-            let (name, snapshot) = match pick {
-                Some(Pick::Item { index }) => (m.items[index].name.clone(), None),
-                Some(Pick::Snapshot { index, snapshot }) => (m.items[index].name.clone(), Some(snapshot)),
-                Some(Pick::Shell) => {
-                    emergency::shell("zroam: the pool is imported; exit the shell to return to the menu", emergency::Why::Asked);
-                    countdown = None;
-                    continue;
-                }
-                Some(Pick::Stop) | None => return chosen,
-            };
-            if snapshot.is_none() && default.as_deref() == Some(name.as_str()) {
-                return chosen;
-            }
-            self.opts.cmdline.root = Some(RootSpec::Dataset { pool: pool.to_string(), dataset: Some(name), snapshot });
-            let mut p = be::choose(pool, bootfs, ds, &self.opts.cmdline)?;
-            p.reason = "picked in the menu".into();
-            return Ok(p);
+        let banner = "zroam: the pool is imported; exit the shell to return to the menu";
+        let (name, snapshot) = match self.ask(&m, "boot environments", countdown, bound, banner) {
+            Some(Pick::Item { index }) => (m.items[index].name.clone(), None),
+            Some(Pick::Snapshot { index, snapshot }) => (m.items[index].name.clone(), Some(snapshot)),
+            _ => return chosen,
+        };
+        if snapshot.is_none() && default.as_deref() == Some(name.as_str()) {
+            return chosen;
         }
+        self.opts.cmdline.root = Some(RootSpec::Dataset { pool: pool.to_string(), dataset: Some(name), snapshot });
+        let mut p = be::choose(pool, bootfs, ds, &self.opts.cmdline)?;
+        p.reason = "picked in the menu".into();
+        Ok(p)
     }
 
     /// Snapshots, rollbacks and clones the command line asks for (`decide::be::prepare`):
