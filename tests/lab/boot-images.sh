@@ -112,7 +112,7 @@ JOB
 # (marker debian, /var/zroam-child back): booting @pre or rewinding shows the old state.
 SNAPS_EXTRA='zfs mount rpool/ROOT/debian && zfs mount rpool/ROOT/debian/var && zfs create -o canmount=noauto rpool/ROOT/debian/usr && zfs mount rpool/ROOT/debian/usr && echo usr > /mnt/usr/zroam-usr && zfs umount rpool/ROOT/debian/usr && zfs create -o canmount=noauto -o mountpoint=/srv/extra rpool/extra && ln -s /../../../var/lib/escape /mnt/srv && mkdir -p /mnt/etc/default && echo ZFS_INITRD_ADDITIONAL_DATASETS=rpool/extra > /mnt/etc/default/zfs && rm /mnt/var/zroam-child && echo debian-pre > /mnt/etc/zroam-be && zfs snapshot -r rpool/ROOT/debian@pre && zpool checkpoint rpool && echo debian > /mnt/etc/zroam-be && echo later > /mnt/var/zroam-child && zfs umount rpool/ROOT/debian/var && zfs umount rpool/ROOT/debian && zfs list -t all -o name,mountpoint,canmount -r rpool && zpool status rpool'
 
-declare -A LAYOUT=([luks]=luks [native]=native-prompt [keyfile]=native-keyfile)
+declare -A LAYOUT=([luks]=luks [native]=native-prompt [keyfile]=native-keyfile [lostkey]=native-prompt)
 declare -A SETS=(
   [mirror]="$OURS 2|-o cachefile=/out/zpool.cache|debian:var other"
   [single]="$OURS 1|-o cachefile=none|debian:var other"
@@ -124,6 +124,8 @@ declare -A SETS=(
   [luks]="$OURS 2|-o cachefile=none|debian:var"
   [native]="$OURS 1|-o cachefile=none|debian:var"
   [keyfile]="$OURS 1|-o cachefile=none|debian"
+  # A passphrase root whose keylocation names a file the ramdisk does not have.
+  [lostkey]="$OURS 1|-o cachefile=none|debian|zfs set keylocation=file:///etc/zroam/lost.key rpool/ROOT/debian && zfs get -H keylocation,keyformat rpool/ROOT/debian"
   [mdesp]="$OURS 2|-o cachefile=none|debian|mdadm --create /dev/md0 --run --metadata=1.0 --level=1 --raid-devices=2 /dev/vda1 /dev/vdb1 && mkfs.vfat -F 32 -n EFI /dev/md0 && mdadm --stop /dev/md0"
   # The same ESP pair with md's older 0.90 superblock (also at the end of the partition).
   [md090]="$OURS 2|-o cachefile=none|debian|mdadm --create /dev/md0 --run --metadata=0.90 --level=1 --raid-devices=2 /dev/vda1 /dev/vdb1 && mkfs.vfat -F 32 -n EFI /dev/md0 && mdadm --stop /dev/md0"

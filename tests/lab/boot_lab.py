@@ -244,6 +244,39 @@ def s15_wrong_passphrase(lab, e):
     return r
 
 
+# Key hooks in the ramdisk: the first fails (no TPM here), the second gives the key.
+KEY_HOOKS = {
+    "/etc/zroam/key.d/10-no-tpm": (b"#!/bin/sh\necho 'lab: no TPM in this VM' >&2\nexit 1\n", 0o755),
+    "/etc/zroam/key.d/20-lab": (f"#!/bin/sh\n[ \"$1\" = zfs ] && [ \"$2\" = rpool/ROOT/debian ] && printf %s '{PASSPHRASE}'\n".encode(), 0o755),
+}
+
+
+def s23_key_hook(lab, e):
+    """A key.d hook gives the native-encryption key: nobody is asked; the hook before it fails and is skipped."""
+    r = lab.boot("s23", [(lab.disk("native", 0, "s23"), "virtio")], extra=KEY_HOOKS)
+    booted(r, "debian", e, child="yes")
+    check(not re.search(ASK, r.serial), "asked for a passphrase although a hook gives the key", e)
+    z = keys_of(r, "zfs")
+    check(len(z) == 1 and z[0].get("outcome") == "loaded" and z[0].get("source") == "key hook 20-lab", f"ZFS key records: {z}", e)
+    notes = " ".join((z[0].get("notes") or []) if z else [])
+    check("10-no-tpm" in notes and "no TPM in this VM" in notes, f"the failing hook is not in the record's notes: {notes!r}", e)
+    not_echoed(r, e)
+    return r
+
+
+def s24_lost_key_file(lab, e):
+    """keylocation=file:// names a file the ramdisk lacks, keyformat=passphrase: asked instead, boots."""
+    r = lab.boot("s24", [(lab.disk("lostkey", 0, "s24"), "virtio")], answers=[(ASK, PASSPHRASE)])
+    booted(r, "debian", e)
+    z = keys_of(r, "zfs")
+    check(len(z) == 1 and z[0].get("outcome") == "loaded" and (z[0].get("source") or "").startswith("passphrase"),
+          f"ZFS key records: {z}", e)
+    notes = " ".join((z[0].get("notes") or []) if z else [])
+    check("/etc/zroam/lost.key" in notes and "asked instead" in notes, f"the missing file is not in the notes: {notes!r}", e)
+    not_echoed(r, e)
+    return r
+
+
 def trust_of(r):
     return (r.report or {}).get("trust") or {}
 
@@ -428,6 +461,8 @@ SCENARIOS = {
     "20-shell-off": s20_shell_off,
     "21-stuck-sticks": s21_stuck_sticks,
     "22-luks-and-a-plain-stick": s22_luks_and_a_plain_stick,
+    "23-key-hook": s23_key_hook,
+    "24-lost-key-file": s24_lost_key_file,
 }
 # Booted by gen_lab only: it needs an image that carries the pin.
 GEN_ONLY = {"16-pinned-image": s16_pinned_image}

@@ -29,7 +29,7 @@ OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 # The lab's hostids: the builder's for "our" pools, and another host's.
 OURS, FOREIGN = "5eed1234", "0badcafe"
 # The pool sets (boot-images.sh) every boot lab loads.
-BOOT_SETS = ("mirror", "single", "foreign", "mmp", "luks", "native", "keyfile", "snaps")
+BOOT_SETS = ("mirror", "single", "foreign", "mmp", "luks", "native", "keyfile", "lostkey", "snaps")
 SHELL_CMD = ("echo ZROAM-REPORT-''BEGIN; cat /run/zroam/report.json; echo; echo ZROAM-REPORT-''END; "
              "poweroff -f || { echo 1 >/proc/sys/kernel/sysrq; echo o >/proc/sysrq-trigger; }\n")
 SULOGIN = "Press Enter for maintenance"
@@ -108,11 +108,14 @@ def cpio_gz(root, names):
 
 
 def write_files(root, files):
+    """{path: bytes, or (bytes, mode)} under root."""
     for path, data in files.items():
+        data, mode = data if isinstance(data, tuple) else (data, 0o644)
         p = os.path.join(root, path.lstrip("/"))
         os.makedirs(os.path.dirname(p), exist_ok=True)
         with open(p, "wb") as f:
             f.write(data)
+        os.chmod(p, mode)
 
 
 def extra_cpio(work, files):

@@ -8,10 +8,11 @@ mod pin;
 mod plan;
 mod probe;
 mod status;
+mod unlock;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | esp | be   (zroam --version)
+const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | unlock | esp | be   (zroam --version)
 
   init    PID 1 of a zroam ramdisk (also when run as /init): mount /proc /sys /dev /run,
           load storage and zfs modules, then boot; on failure, the report and a shell.
@@ -30,6 +31,10 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | es
           LUKS containers, ESPs; the pool of / unless --pool names another.
   status [--json] [--report PATH]
           this boot's report (/run/zroam/report.json).
+  unlock [--list] [--id ID] [--wait S]
+          answer the boot's passphrase questions from an SSH session or another console:
+          asks here (or reads a line from a pipe), sends it to the asker, and says whether
+          zroam accepted it. --list shows what is asked; waits S s (30) for a question.
   esp sync [--dry-run] | esp status | esp add|remove PARTUUID
           the ESP mirror on a running system: sync every secondary from the ESP the firmware
           booted, show each ESP's role and drift, or change the ESP set.
@@ -89,6 +94,7 @@ pub fn main() -> ExitCode {
         "esp" => esp::run(args),
         "be" => be::run(args),
         "pin" => pin::run(args),
+        "unlock" => unlock::run(args),
         other => {
             eprintln!("zroam: unknown command '{other}'\n{USAGE}");
             return ExitCode::from(2);

@@ -4,7 +4,10 @@
 //! `zfskey`; this file applies them.
 
 pub mod ask;
+pub mod askfile;
+pub mod hooks;
 pub mod keyfile;
+pub mod publish;
 pub mod unlock;
 pub mod zfskey;
 
@@ -80,11 +83,14 @@ fn pool_disks(rep: &ProbeReport) -> Vec<String> {
     rep.devices.iter().filter(|d| d.contents.zfs.is_some() || d.contents.luks.is_some()).map(|d| rep.disk_of(d)).collect()
 }
 
-/// Names the targets still locked (indices into the records), for the question.
-type Subject<'a> = &'a dyn Fn(&[usize]) -> String;
+/// Names the targets still locked (indices into the records), for the question: its text
+/// and its id for agents.
+type Subject<'a> = &'a dyn Fn(&[usize]) -> (String, String);
 
 /// How a key opened something typed earlier is reported.
 const EARLIER: &str = "the passphrase typed earlier in this boot";
+/// How a target unlocked by hand (`zfs load-key`, `cryptsetup open` over SSH) is reported.
+const OUTSIDE: &str = "unlocked outside zroam";
 
 enum Try {
     Ok,
@@ -133,12 +139,14 @@ impl Keys {
             .collect()
     }
 
-    /// Tries keys on several targets at once (the records in `recs`): each target's own key
-    /// files, then passphrases typed earlier in this boot (when `reuse`), then, when
-    /// `subject` names the targets still locked, questions. Each typed passphrase is tried
-    /// on every target still locked, and `key_tries` bounds the questions for all of them
-    /// together. `attempt(i, key)` tries a key on target i. Returns which targets opened;
-    /// their records say with what (`done` is the outcome's word).
+    /// Tries keys on several targets at once (the records in `recs`): each target's own keys
+    /// (files, hooks), then passphrases typed earlier in this boot (when `reuse`), then,
+    /// when `subject` names the targets still locked, questions. Each typed passphrase is
+    /// tried on every target still locked, and `key_tries` bounds the wrong answers for all
+    /// of them together. `attempt(i, key)` tries a key on target i; `had(i)` says whether
+    /// target i was opened by other means meanwhile (by hand, over SSH), which ends its
+    /// question. Returns which targets opened; their records say with what (`done` is the
+    /// outcome's word).
     #[allow(clippy::too_many_arguments)]
     fn try_keys(
         &mut self,
@@ -150,6 +158,7 @@ impl Keys {
         pid1: bool,
         done: KeyOutcome,
         attempt: &mut dyn FnMut(usize, &[u8]) -> Try,
+        had: &dyn Fn(usize) -> bool,
     ) -> Vec<bool> {
         let n = recs.len();
         let mut open = vec![false; n];
@@ -181,15 +190,26 @@ impl Keys {
             }
         }
         let Some(subject) = subject else { return open };
-        let how = ask::method(pid1);
-        for asked in 1..=cmd.key_tries {
+        let mut wrong_answers = 0;
+        while wrong_answers < cmd.key_tries {
             let waiting: Vec<usize> = (0..n).filter(|&i| !open[i] && !broken[i]).collect();
             if waiting.is_empty() {
                 break;
             }
-            let what = subject(&waiting);
-            let p = match ask::ask(&format!("zroam: passphrase for {what}"), cmd.key_timeout, pid1) {
-                Ok(p) => p,
+            let (what, id) = subject(&waiting);
+            let mut elsewhere = || waiting.iter().any(|&i| had(i));
+            let answer = ask::ask(&format!("zroam: passphrase for {what}"), &id, cmd.key_timeout, pid1, &mut elsewhere);
+            let (p, via, token) = match answer {
+                Ok(ask::Answer::Typed { secret, via, token }) => (secret, via, token),
+                Ok(ask::Answer::Elsewhere) => {
+                    for &i in &waiting {
+                        if had(i) {
+                            log::info!("{} was unlocked outside zroam", recs[i].what);
+                            settle(recs, &mut open, i, OUTSIDE.into());
+                        }
+                    }
+                    continue;
+                }
                 Err(e) => {
                     for &i in &waiting {
                         recs[i].notes.push(e.to_string());
@@ -201,7 +221,7 @@ impl Keys {
             for &i in &waiting {
                 match attempt(i, &p) {
                     Try::Ok => {
-                        settle(recs, &mut open, i, if any { EARLIER.into() } else { format!("passphrase ({how})") });
+                        settle(recs, &mut open, i, if any { EARLIER.into() } else { format!("passphrase ({via})") });
                         any = true;
                     }
                     Try::Wrong => {
@@ -214,28 +234,26 @@ impl Keys {
                     }
                 }
             }
+            if let Some(t) = token {
+                publish::tell(&t, any);
+            }
             if any {
                 self.passphrases.push(p);
             } else if wrong {
-                log::warn!("wrong passphrase for {what} ({asked} of {})", cmd.key_tries);
+                wrong_answers += 1;
+                log::warn!("wrong passphrase for {what} ({wrong_answers} of {})", cmd.key_tries);
             }
         }
         open
     }
 
-    /// Open each container: key files first, then passphrases typed earlier, then ask (one
-    /// passphrase tried on all). Returns warnings; containers that stay locked are
-    /// remembered as given up.
+    /// Open each container: its LUKS2 token (a TPM2 enrolled with systemd-cryptenroll),
+    /// key files, key hooks, passphrases typed earlier, then ask (one passphrase tried on
+    /// all). Returns warnings; containers that stay locked are remembered as given up.
     pub fn open_containers(&mut self, locked: &[Container], rep: &ProbeReport, cmd: &Cmdline, pid1: bool) -> Vec<String> {
         let mut notes = Vec::new();
         let keys = self.cmdline_keys(cmd, rep, |_| true, &mut notes);
-        let files: Vec<Vec<(String, Secret)>> = locked
-            .iter()
-            .map(|c| {
-                let mine = keys.iter().filter(|(u, ..)| u.is_none() || u.as_deref() == Some(c.uuid.as_str()));
-                mine.map(|(_, l, s)| (l.clone(), s.clone())).collect()
-            })
-            .collect();
+        let ro = cmd.readonly;
         let mut recs: Vec<KeyRecord> = locked
             .iter()
             .map(|c| KeyRecord {
@@ -247,18 +265,47 @@ impl Keys {
                 notes: notes.clone(),
             })
             .collect();
+        // Tokens first: a container they open needs no key file, hook or question.
+        let mut open = vec![false; locked.len()];
+        for (i, c) in locked.iter().enumerate().filter(|(_, c)| c.version == 2) {
+            match unlock::open_token(c, ro) {
+                Ok(()) => {
+                    recs[i].outcome = KeyOutcome::Opened;
+                    recs[i].source = Some("LUKS2 token (systemd-cryptenroll)".into());
+                    open[i] = true;
+                }
+                Err(m) => log::debug!("{}: no token opened it: {m}", c.device),
+            }
+        }
+        let rest: Vec<usize> = (0..locked.len()).filter(|&i| !open[i]).collect();
+        let files: Vec<Vec<(String, Secret)>> = rest
+            .iter()
+            .map(|&i| {
+                let c = &locked[i];
+                let mine = keys.iter().filter(|(u, ..)| u.is_none() || u.as_deref() == Some(c.uuid.as_str()));
+                let mut v: Vec<(String, Secret)> = mine.map(|(_, l, s)| (l.clone(), s.clone())).collect();
+                let target = hooks::Target::Luks { uuid: &c.uuid, device: &c.device };
+                v.extend(hooks::keys_for(Path::new(hooks::DIR), &target, &mut recs[i].notes));
+                v
+            })
+            .collect();
         let subject = |waiting: &[usize]| {
-            let c = &locked[waiting[0]];
+            let c = &locked[rest[waiting[0]]];
             let more = if waiting.len() > 1 { format!(" and {} more LUKS container(s)", waiting.len() - 1) } else { String::new() };
-            format!("{} (LUKS{} {}){more}", c.device, c.version, c.uuid)
+            (format!("{} (LUKS{} {}){more}", c.device, c.version, c.uuid), format!("zroam:luks:{}", c.uuid))
         };
-        let ro = cmd.readonly;
-        let mut attempt = |i: usize, k: &[u8]| match unlock::open(&locked[i], k, ro) {
+        let mut attempt = |j: usize, k: &[u8]| match unlock::open(&locked[rest[j]], k, ro) {
             Ok(()) => Try::Ok,
             Err(OpenError::WrongKey) => Try::Wrong,
             Err(OpenError::Other(m)) => Try::Failed(m),
         };
-        let open = self.try_keys(&mut recs, &files, true, Some(&subject), cmd, pid1, KeyOutcome::Opened, &mut attempt);
+        let had = |j: usize| unlock::is_open(&locked[rest[j]]);
+        let mut sub: Vec<KeyRecord> = rest.iter().map(|&i| recs[i].clone()).collect();
+        let got = self.try_keys(&mut sub, &files, true, Some(&subject), cmd, pid1, KeyOutcome::Opened, &mut attempt, &had);
+        for (j, &i) in rest.iter().enumerate() {
+            recs[i] = sub[j].clone();
+            open[i] = got[j];
+        }
         let mut warnings = Vec::new();
         for (i, c) in locked.iter().enumerate() {
             self.settled.push(c.uuid.clone());
@@ -309,14 +356,22 @@ impl Keys {
                 self.cmdline_keys(cmd, rep, |u| u.is_none(), &mut notes).into_iter().map(|(_, l, s)| (l, s)).collect();
             let mut rec =
                 KeyRecord { kind: KeyKind::Zfs, what: n.root.clone(), outcome: KeyOutcome::GivenUp, source: None, wrong_keys: 0, notes };
+            let mut ask_it = n.source == KeySource::Prompt;
             match &n.source {
                 KeySource::Prompt => {}
                 KeySource::File(p) => match self.find_file(p, rep) {
                     Ok(f) => files.push(f),
+                    // A passphrase can be typed instead; raw and hex keys cannot.
+                    Err(e) if n.passphrase => {
+                        log::warn!("{e}; asking for the passphrase instead");
+                        rec.notes.push(format!("{e}; asked instead"));
+                        ask_it = true;
+                    }
                     Err(e) => rec.notes.push(e),
                 },
                 KeySource::Unsupported(l) => rec.notes.push(format!("keylocation={l} cannot be read in the ramdisk")),
             }
+            files.extend(hooks::keys_for(Path::new(hooks::DIR), &hooks::Target::Zfs { root: &n.root }, &mut rec.notes));
             let root = n.root.clone();
             let mut attempt = |_: usize, k: &[u8]| {
                 let args: Vec<String> = ["load-key", "-L", "prompt", &root].map(String::from).to_vec();
@@ -329,10 +384,11 @@ impl Keys {
                     Try::Failed(format!("zfs load-key {root}: {}", o.said()))
                 }
             };
-            let subject = |_: &[usize]| n.root.clone();
-            let ask = (n.source == KeySource::Prompt).then_some(&subject as Subject);
+            let had = |_: usize| zfskey::key_available(&n.root);
+            let subject = |_: &[usize]| (n.root.clone(), format!("zroam:zfs:{}", n.root));
+            let ask = ask_it.then_some(&subject as Subject);
             let mut recs = [rec];
-            let opened = self.try_keys(&mut recs, &[files], n.passphrase, ask, cmd, pid1, KeyOutcome::Loaded, &mut attempt);
+            let opened = self.try_keys(&mut recs, &[files], n.passphrase, ask, cmd, pid1, KeyOutcome::Loaded, &mut attempt, &had);
             let [rec] = recs;
             if opened[0] {
                 log::info!("loaded the key of {} from {}", n.root, rec.source.as_deref().unwrap_or("?"));
@@ -344,7 +400,7 @@ impl Keys {
             self.records.push(rec);
             return Err(Stuck {
                 message: format!("cannot load the key of {}: {why}; nothing was mounted", n.root),
-                hint: "exit the shell to type the passphrase again, or name a key file with zroam.key=PATH[:DEVICE]".into(),
+                hint: "exit the shell to type the passphrase again, answer it with `zroam unlock` (over SSH), or name a key file with zroam.key=PATH[:DEVICE]".into(),
             });
         }
         Ok(())

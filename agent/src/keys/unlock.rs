@@ -84,6 +84,31 @@ pub fn open(c: &Container, key: &[u8], readonly: bool) -> Result<(), OpenError> 
     }
 }
 
+/// Open a LUKS2 container with its tokens alone (`cryptsetup open --token-only`): a TPM2
+/// enrolled with systemd-cryptenroll, through cryptsetup's token plugin. No token, no
+/// plugin or a TPM that does not unseal: an error, and the keys are tried next.
+pub fn open_token(c: &Container, readonly: bool) -> Result<(), String> {
+    let mut args: Vec<String> = ["open", "--type", "luks2", "--token-only"].map(String::from).to_vec();
+    if readonly {
+        args.push("--readonly".into());
+    }
+    args.extend([c.device.clone(), mapper_name(&c.uuid)]);
+    let env: &[(&str, &str)] = if Path::new("/run/udev/control").exists() { &[] } else { &[("DM_DISABLE_UDEV", "1")] };
+    let out = crate::sys::run::run_with("cryptsetup", &args, None, env, OPEN_BOUND);
+    if out.ok() {
+        Ok(())
+    } else {
+        Err(out.said())
+    }
+}
+
+/// Has `c` been opened meanwhile, by zroam's name or another (a holder on its device)?
+pub fn is_open(c: &Container) -> bool {
+    let name = c.device.rsplit('/').next().unwrap_or_default();
+    let held = std::fs::read_dir(format!("/sys/class/block/{name}/holders")).is_ok_and(|mut d| d.next().is_some());
+    held || Path::new("/dev/mapper").join(mapper_name(&c.uuid)).exists()
+}
+
 /// dm-crypt and the ciphers LUKS uses, for a ramdisk whose kernel has them as modules.
 pub fn load_modules() {
     let args = ["-q", "-a", "dm_mod", "dm_crypt", "xts", "algif_skcipher"].map(String::from);

@@ -53,6 +53,13 @@ pub fn needed(plan: &BePlan, ds: &[Dataset]) -> Vec<KeyNeed> {
     out
 }
 
+/// Is the key of encryption root `root` loaded (by zroam or by hand)?
+pub fn key_available(root: &str) -> bool {
+    let args: Vec<String> = ["get", "-H", "-o", "value", "keystatus", root].map(String::from).to_vec();
+    let o = crate::sys::run::run("zfs", &args, std::time::Duration::from_secs(10));
+    o.ok() && o.stdout.trim() == "available"
+}
+
 /// What `zfs load-key` said, as: wrong key (try again) or another failure.
 pub fn wrong_key(said: &str) -> bool {
     let s = said.to_ascii_lowercase();

@@ -131,6 +131,63 @@ pub fn run_with(prog: &str, args: &[String], input: Option<&[u8]>, env: &[(&str,
     }
 }
 
+/// Run a helper whose stdout is a key (a key hook): at most `cap` bytes of it are kept, in
+/// memory reserved once and zeroed on drop, never as text. The outcome holds no stdout.
+pub fn run_secret(
+    prog: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+    timeout: Duration,
+    cap: usize,
+) -> (Outcome, crate::keys::ask::Secret) {
+    use std::io::Read;
+    let t = Instant::now();
+    let mut argv = vec![prog.to_string()];
+    argv.extend(args.iter().cloned());
+    let spawned =
+        Command::new(prog).args(args).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return (Outcome::failed(argv, format!("cannot run {prog}: {e}")), Default::default()),
+    };
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        return (Outcome::failed(argv, "no pipes".into()), Default::default());
+    };
+    let finish = move |mut c: std::process::Child| {
+        let errs = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = (&mut err).take(MAX_OUT as u64).read_to_end(&mut v);
+            v
+        });
+        let mut key = zeroize::Zeroizing::new(Vec::with_capacity(cap));
+        let mut buf = zeroize::Zeroizing::new([0u8; 4096]);
+        loop {
+            match out.read(&mut buf[..]) {
+                Ok(0) | Err(_) => break,
+                // Past the cap the rest is read and dropped, so the helper is not blocked.
+                Ok(n) => {
+                    let room = cap - key.len();
+                    key.extend_from_slice(&buf[..n.min(room)])
+                }
+            }
+        }
+        let status = c.wait()?;
+        Ok((status, key, errs.join().unwrap_or_default()))
+    };
+    match Pending::watch(child, finish).wait_until(t + timeout) {
+        Some(Ok((status, key, errs))) => {
+            let o = Outcome { argv, code: status.code(), stdout: String::new(), stderr: text(&errs), ms: t.elapsed().as_millis() as u64, timed_out: false };
+            (o, key)
+        }
+        Some(Err(e)) => (Outcome::failed(argv, e.to_string()), Default::default()),
+        None => {
+            let mut o = Outcome::failed(argv, format!("no answer within {} s; killed", timeout.as_secs()));
+            o.timed_out = true;
+            (o, Default::default())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +208,15 @@ mod tests {
         assert_eq!((o.code, o.timed_out), (Some(3), false));
         assert_eq!((o.stdout.trim(), o.stderr.trim()), ("out", "err"));
         assert_eq!(o.said(), "err");
+    }
+
+    #[test]
+    fn a_secret_helper_is_capped_and_bounded() {
+        let (o, key) = run_secret("sh", &["-c".into(), "head -c 100000 /dev/zero; echo oops >&2".into()], &[], Duration::from_secs(10), 64);
+        assert_eq!((o.code, key.len(), key.capacity()), (Some(0), 64, 64));
+        assert_eq!(o.stderr.trim(), "oops");
+        let (o, key) = run_secret("sleep", &["30".into()], &[], Duration::from_millis(200), 64);
+        assert!(o.timed_out && key.is_empty());
     }
 
     #[test]
