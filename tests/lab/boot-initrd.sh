@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The boot lab's ramdisk: zroam itself as /init (no shell script in the boot path), with
 # zpool/zfs, kmod's modprobe, cryptsetup, the storage, dm-crypt and OpenZFS modules of the
-# guest kernel, and a static busybox that is only there for the emergency shell.
+# guest kernel, a static busybox for the emergency shell (and udhcpc/ip for remote
+# unlock), and dropbear with virtio-net: the remote-unlock scenarios add an authorized_keys.
 # Usage: boot-initrd.sh ZROAM_BINARY   -> prints the cached ramdisk's path
 set -euo pipefail
 shopt -s inherit_errexit
@@ -12,7 +13,7 @@ source "$here/builder.sh"
 bin=$(realpath "$1")
 # Modules the lab's buses need (virtio-pci is built in), plus OpenZFS and, for ESPs, vfat.
 MODS=(virtio_blk virtio_scsi sd_mod ahci nvme xhci_pci usb_storage uas vfat nls_cp437 nls_ascii efivarfs
-  dm_crypt xts algif_skcipher spl zfs)
+  dm_crypt xts algif_skcipher spl zfs virtio_net)
 HOSTID=5eed1234
 
 key=$( (cat "$0" "$bin"; echo "$LAB_KVER" "${MODS[*]}"; sha256sum "/lib/modules/$LAB_KVER/updates/dkms/zfs.ko"*) |
@@ -25,7 +26,11 @@ if [ ! -s "$out" ]; then
   install -m 0755 "$bin" "$root/init"
   cp /bin/busybox "$root/bin/busybox"
   for a in $(/bin/busybox --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
-  for t in zpool zfs modprobe cryptsetup; do rm -f "$root/bin/$t"; lab_copy_exec "$root" "$t"; done
+  for t in zpool zfs modprobe cryptsetup dropbear; do rm -f "$root/bin/$t"; lab_copy_exec "$root" "$t"; done
+  # `zroam unlock` in an SSH session: the agent is /init under its own name.
+  ln -s /init "$root/bin/zroam"
+  mkdir -p "$root/root"
+  echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
   cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$root/lib/x86_64-linux-gnu/"
   # Each module with its dependencies, at its usual path; depmod indexes just these. They go
   # in uncompressed: the kernel unpacking .ko.xz under emulation costs seconds per boot.

@@ -15,8 +15,8 @@ import sys
 import tempfile
 import time
 
-from vmlab import (FOREIGN, HERE, OURS, PIN, Lab, Vm, booted, check, concat, cpio_gz, lab_args, part_geom, qemu_args,
-                   refused, run_suite, sh)
+from vmlab import (FOREIGN, HERE, OURS, PIN, Lab, Vm, booted, check, concat, cpio_gz, free_port, lab_args, part_geom,
+                   qemu_args, refused, run_suite, sh, ssh_key, ssh_unlock)
 
 
 # The pools menu offered instead of a refusal when nothing tells the candidates apart.
@@ -277,6 +277,51 @@ def s24_lost_key_file(lab, e):
     return r
 
 
+def over_ssh(lab, tag, e, disks, append, kind):
+    """Boots with the lab's public key in the ramdisk and a NIC; the question on the console
+    is answered over SSH with `zroam unlock`, typed at its own prompt. Returns the result."""
+    key, pub = ssh_key(lab.work)
+    port = free_port()
+    session = {}
+
+    def answer(_console):
+        session["out"] = ssh_unlock(port, key, PASSPHRASE)
+        return None  # nothing typed on the console
+
+    r = lab.boot(tag, disks, append=append, extra={"/root/.ssh/authorized_keys": (pub.encode(), 0o600)},
+                 answers=[(ASK, answer)], ssh_port=port)
+    out = session.get("out", "")
+    with open(os.path.join(lab.work, f"{tag}.ssh.log"), "w") as f:
+        f.write(out)
+    check("zroam unlock" in out and "waits for a key" in out, f"the SSH login did not say to run zroam unlock: {out[-400:]!r}", e)
+    check("zroam unlock: accepted" in out, f"zroam unlock did not report the passphrase accepted: {out[-400:]!r}", e)
+    check(PASSPHRASE not in out, "the passphrase was echoed in the SSH session", e)
+    check(re.search(r"answered by agent zroam", r.serial), "the console's question did not end when the SSH answer came", e)
+    recs = keys_of(r, kind)
+    check(recs and recs[0].get("source") == "passphrase (agent zroam)", f"{kind} key records: {recs}", e)
+    check("remote unlock: ssh root@10.0.2.15" in r.serial, "the log does not say where to SSH to", e)
+    not_echoed(r, e)
+    return r
+
+
+def s25_ssh_unlock(lab, e):
+    """zroam.net=dhcp and dropbear in the ramdisk: the native key is answered over SSH with zroam unlock."""
+    r = over_ssh(lab, "s25", e, [(lab.disk("native", 0, "s25"), "virtio")], "root=zfs:AUTO zroam.net=dhcp", "zfs")
+    booted(r, "debian", e, child="yes")
+    check(re.search(r"network: eth0 has 10\.0\.2\.15/24", r.serial), "no DHCP address in the log", e)
+    return r
+
+
+def s26_ssh_unlock_luks(lab, e):
+    """The kernel's static ip= form: a LUKS mirror's question answered over SSH opens both containers."""
+    disks = [(lab.disk("luks", 0, "s26"), "virtio"), (lab.disk("luks", 1, "s26"), "virtio")]
+    r = over_ssh(lab, "s26", e, disks, "root=zfs:AUTO ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off", "luks")
+    booted(r, "debian", e, child="yes")
+    luks = keys_of(r, "luks")
+    check([k.get("outcome") for k in luks] == ["opened", "opened"], f"LUKS records: {luks}", e)
+    return r
+
+
 def trust_of(r):
     return (r.report or {}).get("trust") or {}
 
@@ -463,6 +508,8 @@ SCENARIOS = {
     "22-luks-and-a-plain-stick": s22_luks_and_a_plain_stick,
     "23-key-hook": s23_key_hook,
     "24-lost-key-file": s24_lost_key_file,
+    "25-ssh-unlock": s25_ssh_unlock,
+    "26-ssh-unlock-luks": s26_ssh_unlock_luks,
 }
 # Booted by gen_lab only: it needs an image that carries the pin.
 GEN_ONLY = {"16-pinned-image": s16_pinned_image}

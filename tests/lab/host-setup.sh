@@ -29,7 +29,8 @@ sudo_ apt-get update -q
 
 sudo_ apt-get install -y -q --no-install-recommends \
   busybox-static cpio gdisk dosfstools mtools ovmf systemd-boot-efi kmod xz-utils zstd \
-  file jq util-linux fdisk mdadm cryptsetup-bin dracut-core shellcheck openssl
+  file jq util-linux fdisk mdadm cryptsetup-bin dracut-core shellcheck openssl \
+  dropbear-bin openssh-client
 sudo_ apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
 # zfs-dkms pulls the backports kernel (image + headers) and builds spl/zfs for it.
 sudo_ apt-get install -y -q -t bookworm-backports zfs-dkms zfsutils-linux

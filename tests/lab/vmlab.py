@@ -227,7 +227,7 @@ def base_args(generator):
     return BASE_ARGS.replace(" panic=-1", "") if generator.startswith("initramfs-tools") else BASE_ARGS
 
 
-def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, monitor=None, usb_bus=False, locking=True):
+def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, monitor=None, usb_bus=False, locking=True, ssh_port=None):
     """disks: [(image, bus)] or [(image, bus, bootindex)]; the bootindex form (None: no index)
     attaches virtio disks as -device so that the firmware can order them. firmware: a
     private copy of OVMF's variables to boot through UEFI; without it the guest kernel boots
@@ -239,6 +239,9 @@ def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, moni
               "-drive", f"if=pflash,format=raw,unit=1,file={firmware}"]
     else:
         a += ["-kernel", kernel(), "-initrd", initrd, "-append", f"{base} {append}"]
+    if ssh_port:
+        # User networking (DHCP at 10.0.2.15), the guest's port 22 on a loopback port here.
+        a += ["-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22", "-device", "virtio-net-pci,netdev=n0"]
     cache = "cache=unsafe" if locking else "cache=none,file.locking=off"
     buses = {d[1] for d in disks}
     if "sata" in buses:
@@ -391,7 +394,7 @@ class Lab:
         return img
 
     def boot(self, tag, disks, append="root=zfs:AUTO", extra=None, hotplug=None, timeout=150, locking=True, on_shell=SHELL_CMD,
-             answers=(), firmware=False, kill_on=None, kill_after=0.3, shell_time=30, keys=None):
+             answers=(), firmware=False, kill_on=None, kill_after=0.3, shell_time=30, keys=None, ssh_port=None):
         """Boots the disks; returns a Result. extra: files added to the ramdisk; hotplug:
         (delay s, image) plugged over USB once zroam waits; answers: [(question regex, text)]
         typed in order; firmware: boot through OVMF (the ESP's loader) instead of -kernel;
@@ -399,7 +402,9 @@ class Lab:
         long the shell's commands may run; keys: (pattern, [QEMU key names]) typed on the
         guest's keyboard (its VT, not the serial line) a few seconds after the pattern shows up
         on the serial console, up to three times while the guest runs (keys typed before a
-        prompt reads are lost)."""
+        prompt reads are lost); ssh_port: a NIC on user networking with the guest's port 22
+        forwarded to this loopback port. An answer that is a function may return None: it
+        answered by other means (over SSH), nothing is typed."""
         initrd = self.initrd
         if extra:
             initrd = concat(os.path.join(self.work, f"{tag}-initrd"), self.initrd, extra_cpio(self.work, extra))
@@ -409,7 +414,7 @@ class Lab:
             vars_copy = os.path.join(self.work, f"{tag}-vars.fd")
             shutil.copy(OVMF_VARS, vars_copy)
         args = qemu_args(disks, initrd, append, base=self.base, firmware=vars_copy, monitor=mon, usb_bus=bool(hotplug),
-                         locking=locking)
+                         locking=locking, ssh_port=ssh_port)
         for attempt in (1, 2):
             r = self.run_vm(tag, args, mon, hotplug, timeout, on_shell, answers, kill_on, kill_after, shell_time, keys)
             # QEMU's TCG sometimes trips an internal assertion before the guest runs: that
@@ -479,7 +484,8 @@ class Lab:
             vm.wait(1)
             # An answer may depend on what the console showed (a menu's numbering).
             text = answer(vm.out.decode(errors="replace")) if callable(answer) else answer
-            vm.send(text + "\n")
+            if text is not None:
+                vm.send(text + "\n")
             answered.append(question)
         # Either the BE's init runs (and powers off) or the emergency shell opens.
         if vm.expect(end, timeout, since=mark) and b"ZROAM-BE-INIT" not in vm.out:
@@ -493,6 +499,66 @@ class Lab:
                     if vm.expect(r"# ", 10, since=mark):
                         break
             vm.send(on_shell)
+
+
+# --- remote unlock over SSH --------------------------------------------------------------
+
+def free_port():
+    """A loopback TCP port free now (QEMU forwards the guest's SSH port to it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ssh_key(work):
+    """A test key pair for this run: (private key path, public key line)."""
+    key = os.path.join(work, "lab_ssh_key")
+    if not os.path.exists(key):
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "zroam-lab", "-f", key)
+    with open(key + ".pub") as f:
+        return key, f.read()
+
+
+def ssh_unlock(port, key, passphrase, timeout=150, command="zroam unlock"):
+    """Logs in with the OpenSSH client on a terminal of its own (as a person would), runs
+    `command`, types the passphrase at its question and reads on until the session ends.
+    Retries while the guest's SSH server is not up yet. Returns the session's transcript."""
+    import pty
+    deadline = time.monotonic() + timeout
+    transcript = b""
+    while time.monotonic() < deadline:
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execvp("ssh", ["ssh", "-tt", "-i", key, "-p", str(port), "-o", "StrictHostKeyChecking=no",
+                              "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "BatchMode=yes",
+                              "root@127.0.0.1", command])
+        out, typed = b"", False
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 1)
+            if not r:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not typed and re.search(rb"passphrase for [^\r\n]*: $", out):
+                time.sleep(0.5)
+                os.write(fd, passphrase.encode() + b"\r")
+                typed = True
+        os.close(fd)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        transcript += out
+        if typed:
+            break
+        time.sleep(2)
+    return transcript.decode(errors="replace")
 
 
 def generator_initrd(binary, kind, stock, pin=None):

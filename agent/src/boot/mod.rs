@@ -14,6 +14,7 @@ mod menu;
 mod mount;
 pub mod pivot;
 pub mod record;
+pub mod remote;
 mod resume;
 pub mod setup;
 pub mod stage;
@@ -267,6 +268,7 @@ impl Boot {
         let start = self.ms();
         self.record.stages.push(Timing { name: Stage::Pivot, start_ms: start, ms: 0, cpu_ms: 0.0 });
         self.keep_record();
+        remote::stop();
         log::info!("switching root to {} and running {init} ({} ms after start)", self.opts.sysroot.display(), start);
         let e = pivot::switch_root(&self.opts.sysroot, &init).unwrap_err();
         Err(fail(Stage::Pivot, e.to_string(), "init=PATH names another init"))

@@ -24,6 +24,11 @@ pub fn run() -> ExitCode {
         log::warn!("{w}");
     }
     log::info!("zroam {} starting", env!("CARGO_PKG_VERSION"));
+    // In another ramdisk the network is its generator's business (dropbear-initramfs,
+    // dracut's network module); in zroam's own, zroam brings it up for remote unlock.
+    if let (true, Some(net)) = (pid1, cmd.net.clone()) {
+        boot::remote::start(net);
+    }
     loop {
         let opts = boot::Options::new(cmd.clone(), PathBuf::from("/sysroot"), true, pid1);
         let mut b = boot::Boot::new(opts, report::writer(PathBuf::from(report::PATH), Mode::Init));

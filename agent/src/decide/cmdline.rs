@@ -152,6 +152,9 @@ pub struct Cmdline {
     /// `zroam.rewind=checkpoint`: import with `--rewind-to-checkpoint`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub rewind_checkpoint: bool,
+    /// `zroam.net=` or `ip=`: the ramdisk's network (remote unlock, key servers).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub net: Option<crate::decide::net::NetPlan>,
     pub warnings: Vec<String>,
 }
 
@@ -266,6 +269,7 @@ impl Default for Cmdline {
             spl_hostid: None,
             resume: ResumeOpts::default(),
             rewind_checkpoint: false,
+            net: None,
             warnings: Vec::new(),
         }
     }
@@ -407,6 +411,9 @@ struct Pending {
     zfs: Option<RootSpec>,
     rpool: Option<String>,
     floor: Option<Duration>,
+    /// `zroam.net=` (Some(None): off) and `ip=`: the first wins.
+    net: Option<Option<crate::decide::net::NetPlan>>,
+    ip: Option<Option<crate::decide::net::NetPlan>>,
 }
 
 pub fn parse(line: &str) -> Cmdline {
@@ -554,6 +561,18 @@ pub fn parse(line: &str) -> Cmdline {
                 Some(b) => c.pin = b,
                 None => bad(&mut c),
             },
+            "zroam.net" | "ip" => {
+                let parsed = if key == "ip" {
+                    crate::decide::net::parse_ip(val.unwrap_or(""))
+                } else {
+                    crate::decide::net::parse_zroam(val.unwrap_or(""))
+                };
+                match parsed {
+                    Ok(n) if key == "ip" => p.ip = Some(n),
+                    Ok(n) => p.net = Some(n),
+                    Err(m) => c.warnings.push(format!("ignored: {m}")),
+                }
+            }
             "zroam.ignore" => {
                 let items: Vec<String> = val.unwrap_or("").split(',').filter(|v| !v.is_empty()).map(str::to_string).collect();
                 if items.is_empty() {
@@ -571,6 +590,7 @@ pub fn parse(line: &str) -> Cmdline {
 
 impl Pending {
     fn resolve(self, c: &mut Cmdline) {
+        c.net = self.net.or(self.ip).flatten();
         if let (Some(r), true) = (&self.bare_root, self.zfs_type) {
             c.root = Some(zfs_spec(r));
             c.foreign_root = None;

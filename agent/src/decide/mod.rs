@@ -7,6 +7,7 @@ pub mod cmdline;
 pub mod conf;
 pub mod import;
 pub mod menu;
+pub mod net;
 pub mod pin;
 pub mod plan;
 pub mod resume;

@@ -2,8 +2,8 @@
 //! socket, the ask file beside it, and both removed when the question is withdrawn (drop).
 //! Only root may answer: each datagram's sender is checked with SCM_CREDENTIALS.
 
-use crate::keys::askfile::{self, Question, Reply, DIR};
 use crate::keys::ask::MAX_PASSPHRASE;
+use crate::keys::askfile::{self, Question, Reply, DIR};
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, UnixAddr, UnixCredentials};
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};

@@ -38,15 +38,33 @@ pub fn storage_alias(alias: &str) -> bool {
     alias.starts_with("mmc:block") || alias.starts_with("nvme:")
 }
 
+/// Does this modalias describe a network controller (remote unlock, key servers)?
+pub fn net_alias(alias: &str) -> bool {
+    if let Some(rest) = alias.strip_prefix("pci:") {
+        return matches!(field(rest, "bc", 2), Some("02")) || rest.starts_with("v00001AF4");
+    }
+    if let Some(rest) = alias.strip_prefix("virtio:") {
+        return matches!(field(rest, "d", 8), Some("00000001"));
+    }
+    // USB Ethernet: CDC (02/0a) interfaces and vendor-specific adapters are many; the
+    // communications classes cover the common ones.
+    alias.strip_prefix("usb:").is_some_and(|rest| matches!(field(rest, "ic", 2), Some("02" | "0A" | "0a")))
+}
+
 /// Modaliases of storage hardware already present (cold plug: their uevents came before us).
 pub fn present_aliases(sys: &Path) -> Vec<String> {
+    present(sys, storage_alias)
+}
+
+/// Modaliases present that `want` picks.
+pub fn present(sys: &Path, want: fn(&str) -> bool) -> Vec<String> {
     let mut out = Vec::new();
     for bus in BUSES {
         let Ok(rd) = std::fs::read_dir(sys.join("bus").join(bus).join("devices")) else { continue };
         for e in rd.flatten() {
             if let Ok(a) = std::fs::read_to_string(e.path().join("modalias")) {
                 let a = a.trim();
-                if storage_alias(a) && !out.iter().any(|x| x == a) {
+                if want(a) && !out.iter().any(|x| x == a) {
                     out.push(a.to_string());
                 }
             }
@@ -118,6 +136,16 @@ mod tests {
         ] {
             assert!(!storage_alias(a), "{a}");
         }
+    }
+
+    #[test]
+    fn network_only() {
+        assert!(net_alias("pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00")); // e1000e
+        assert!(net_alias("virtio:d00000001v00001AF4"));
+        assert!(net_alias("usb:v0B95p1790d0100dc00dsc00dp00ic02isc06ip00in00"));
+        assert!(!net_alias("virtio:d00000002v00001AF4"));
+        assert!(!net_alias("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"));
+        assert!(!net_alias("usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00"));
     }
 
     #[test]

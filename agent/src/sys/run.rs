@@ -133,13 +133,7 @@ pub fn run_with(prog: &str, args: &[String], input: Option<&[u8]>, env: &[(&str,
 
 /// Run a helper whose stdout is a key (a key hook): at most `cap` bytes of it are kept, in
 /// memory reserved once and zeroed on drop, never as text. The outcome holds no stdout.
-pub fn run_secret(
-    prog: &str,
-    args: &[String],
-    env: &[(&str, &str)],
-    timeout: Duration,
-    cap: usize,
-) -> (Outcome, crate::keys::ask::Secret) {
+pub fn run_secret(prog: &str, args: &[String], env: &[(&str, &str)], timeout: Duration, cap: usize) -> (Outcome, crate::keys::ask::Secret) {
     use std::io::Read;
     let t = Instant::now();
     let mut argv = vec![prog.to_string()];
@@ -176,7 +170,14 @@ pub fn run_secret(
     };
     match Pending::watch(child, finish).wait_until(t + timeout) {
         Some(Ok((status, key, errs))) => {
-            let o = Outcome { argv, code: status.code(), stdout: String::new(), stderr: text(&errs), ms: t.elapsed().as_millis() as u64, timed_out: false };
+            let o = Outcome {
+                argv,
+                code: status.code(),
+                stdout: String::new(),
+                stderr: text(&errs),
+                ms: t.elapsed().as_millis() as u64,
+                timed_out: false,
+            };
             (o, key)
         }
         Some(Err(e)) => (Outcome::failed(argv, e.to_string()), Default::default()),
