@@ -49,7 +49,7 @@ pub fn ways_for(plymouth_shows: bool, systemd: bool, console_agent: bool, plymou
     Ways {
         plymouth: plymouth_shows && !(systemd && plymouth_agent),
         // While the splash shows, the console's keys are Plymouth's.
-        console: !plymouth_shows && !(systemd && console_agent),
+        console: !(plymouth_shows || (systemd && console_agent)),
     }
 }
 
