@@ -52,6 +52,7 @@ unit:
 
 binary: build
 	bash tests/check-binary.sh $(BIN)
+	python3 tests/agent_protocol.py $(BIN)
 
 # Replay every committed fuzz input: a crash that was fixed stays fixed.
 fuzz-regress: toolchain

@@ -1,5 +1,6 @@
 //! The `zroam` command line: one file per subcommand; `main.rs` only calls `main`.
 
+mod ask;
 mod be;
 mod boot;
 mod esp;
@@ -12,7 +13,7 @@ mod unlock;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | unlock | esp | be   (zroam --version)
+const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | unlock | ask | esp | be   (zroam --version)
 
   init    PID 1 of a zroam ramdisk (also when run as /init): mount /proc /sys /dev /run,
           load storage and zfs modules, then boot; on failure, the report and a shell.
@@ -35,6 +36,9 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | un
           answer the boot's passphrase questions from an SSH session or another console:
           asks here (or reads a line from a pipe), sends it to the asker, and says whether
           zroam accepted it. --list shows what is asked; waits S s (30) for a question.
+  ask [--id ID] [--timeout S] [--no-console] MESSAGE
+          ask for a secret as the boot does (password agents, the console, Plymouth) and
+          print it: for key hooks that need a PIN. --no-console: agents only.
   esp sync [--dry-run] | esp status | esp add|remove PARTUUID
           the ESP mirror on a running system: sync every secondary from the ESP the firmware
           booted, show each ESP's role and drift, or change the ESP set.
@@ -95,6 +99,7 @@ pub fn main() -> ExitCode {
         "be" => be::run(args),
         "pin" => pin::run(args),
         "unlock" => unlock::run(args),
+        "ask" => ask::run(args),
         other => {
             eprintln!("zroam: unknown command '{other}'\n{USAGE}");
             return ExitCode::from(2);

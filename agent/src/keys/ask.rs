@@ -92,15 +92,20 @@ const DONE_EVERY: Duration = Duration::from_secs(2);
 /// the console or through Plymouth itself unless an agent does that already. The first
 /// answer wins and the others are withdrawn. `timeout` zero: no limit.
 pub fn ask(prompt: &str, id: &str, timeout: Duration, pid1: bool, done: &mut dyn FnMut() -> bool) -> Result<Answer, AskError> {
-    let w = ways(pid1);
+    ask_with(prompt, id, timeout, ways(pid1), done)
+}
+
+/// `ask`, the ways given.
+pub fn ask_with(prompt: &str, id: &str, timeout: Duration, w: Ways, done: &mut dyn FnMut() -> bool) -> Result<Answer, AskError> {
     let published = match publish::Published::new(prompt, id, timeout) {
         Ok(p) => Some(p),
-        Err(e) => {
-            log::warn!("cannot publish the passphrase question for agents ({e}); asking on the console only");
+        Err(e) if w.console || w.plymouth => {
+            log::warn!("cannot publish the passphrase question for agents ({e}); asking here only");
             None
         }
+        Err(e) => return Err(AskError::Unavailable(format!("cannot publish the question for agents: {e}"))),
     };
-    let mut console = if w.console || published.is_none() { Some(Console::open(prompt)?) } else { None };
+    let mut console = if w.console || (published.is_none() && !w.plymouth) { Some(Console::open(prompt)?) } else { None };
     let mut splash = if w.plymouth { Plymouth::start(prompt) } else { None };
     let until = (!timeout.is_zero()).then(|| Instant::now() + timeout);
     let mut checked = Instant::now();
