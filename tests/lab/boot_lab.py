@@ -15,8 +15,8 @@ import sys
 import tempfile
 import time
 
-from vmlab import (FOREIGN, HERE, OURS, PIN, Lab, Vm, booted, check, concat, cpio_gz, free_port, lab_args, part_geom,
-                   qemu_args, refused, run_suite, sh, ssh_key, ssh_unlock)
+from vmlab import (FOREIGN, HERE, OURS, PIN, Lab, Vm, booted, check, concat, cpio_gz, free_port, lab_args, on_console2,
+                   part_geom, qemu_args, refused, run_suite, sh, ssh_key, ssh_unlock)
 
 
 # The pools menu offered instead of a refusal when nothing tells the candidates apart.
@@ -322,6 +322,60 @@ def s26_ssh_unlock_luks(lab, e):
     return r
 
 
+# systemd's debug shell on the second serial port instead of tty9 (the image's own unit, a
+# drop-in beside it): a root shell beside the boot, as an SSH login would give.
+# rd.systemd.debug_shell has systemd's debug generator start it.
+SECOND_SHELL = {
+    "/etc/systemd/system/debug-shell.service.d/lab.conf":
+        b"[Unit]\nConditionPathExists=\n[Service]\nExecStart=\nExecStart=/bin/sh -i\nTTYPath=/dev/ttyS1\n",
+}
+
+
+def from_second_console(lab, tag, e, disks, command, via):
+    """A dracut systemd image: the question zroam publishes is answered by `command` run in
+    a shell on the second console (systemd's console agent asks on the first meanwhile)."""
+    sock = os.path.join(lab.work, f"{tag}.console2")
+    session = {}
+
+    def answer(_console):
+        session["out"] = on_console2(sock, command, PASSPHRASE, prompt=rb"# ?$")
+        return None
+
+    r = lab.boot(tag, disks, append="root=zfs:AUTO rd.systemd.debug_shell", extra=SECOND_SHELL,
+                 answers=[(ASK, answer)], console2=sock)
+    out = session.get("out", "")
+    with open(os.path.join(lab.work, f"{tag}.console2.log"), "w") as f:
+        f.write(out)
+    check("passphrase for" in out, f"{command} did not show zroam's question: {out[-400:]!r}", e)
+    check(PASSPHRASE not in out, f"the passphrase was echoed by {command}", e)
+    # (systemd's console agent asks on the first console here: it drops its prompt when the
+    # question is withdrawn; zroam's log names who answered.)
+    check(f"passphrase ({via})" in r.serial, f"zroam's log does not name {via} as the answerer", e)
+    not_echoed(r, e)
+    return r
+
+
+def s27_tty_agent(lab, e):
+    """systemd-tty-ask-password-agent, run by hand, answers zroam's question (native key)."""
+    r = from_second_console(lab, "s27", e, [(lab.disk("native", 0, "s27"), "virtio")], "systemd-tty-ask-password-agent --query",
+                            "agent systemd-tty-ask")
+    booted(r, "debian", e, child="yes")
+    z = keys_of(r, "zfs")
+    check(z and z[0].get("source") == "passphrase (agent systemd-tty-ask)", f"ZFS key records: {z}", e)
+    return r
+
+
+def s28_unlock_second_console(lab, e):
+    """zroam unlock in a shell beside the boot answers the LUKS mirror's question."""
+    disks = [(lab.disk("luks", 0, "s28"), "virtio"), (lab.disk("luks", 1, "s28"), "virtio")]
+    r = from_second_console(lab, "s28", e, disks, "zroam unlock", "agent zroam")
+    booted(r, "debian", e, child="yes")
+    luks = keys_of(r, "luks")
+    check([k.get("outcome") for k in luks] == ["opened", "opened"] and luks[0].get("source") == "passphrase (agent zroam)",
+          f"LUKS records: {luks}", e)
+    return r
+
+
 def trust_of(r):
     return (r.report or {}).get("trust") or {}
 
@@ -513,6 +567,8 @@ SCENARIOS = {
 }
 # Booted by gen_lab only: it needs an image that carries the pin.
 GEN_ONLY = {"16-pinned-image": s16_pinned_image}
+# Booted by gen_lab in the dracut systemd image: systemd's own agents answer.
+SYSTEMD_ONLY = {"27-tty-agent": s27_tty_agent, "28-unlock-second-console": s28_unlock_second_console}
 
 
 def demo(lab, name):

@@ -59,8 +59,11 @@ def image(binary, case):
     kind, stock = case.rsplit("-", 1)
     if stock == "pinned":
         return generator_initrd(binary, kind, "without", mirror_pin(binary)), ["16-pinned-image"], []
-    # The images without the stock module also boot a snapshot and the menu.
+    # The images without the stock module also boot a snapshot and the menu; the systemd
+    # one also has its questions answered by systemd's agent and by zroam unlock.
     extra = list(be_lab.GEN_ONLY) if stock == "without" else []
+    if case == "dracut-systemd-without":
+        extra += list(boot_lab.SYSTEMD_ONLY)
     return generator_initrd(binary, kind, stock), SCENARIOS + extra, []
 
 
@@ -76,7 +79,7 @@ def run_case(binary, case):
     if missing:
         rows.append((case, "build API calls", "FAIL", "-", "0", "not called: " + ", ".join(missing)))
         log(f"{case}: the install hook did not call: {', '.join(missing)}")
-    every = {**boot_lab.SCENARIOS, **boot_lab.GEN_ONLY, **be_lab.GEN_ONLY}
+    every = {**boot_lab.SCENARIOS, **boot_lab.GEN_ONLY, **be_lab.GEN_ONLY, **boot_lab.SYSTEMD_ONLY}
     rows += [run_scenario(n, every[n], lab, prefix=f"{case} ") for n in scenarios]
     if all(r[2] == "ok" for r in rows):
         shutil.rmtree(lab.work, ignore_errors=True)

@@ -227,7 +227,8 @@ def base_args(generator):
     return BASE_ARGS.replace(" panic=-1", "") if generator.startswith("initramfs-tools") else BASE_ARGS
 
 
-def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, monitor=None, usb_bus=False, locking=True, ssh_port=None):
+def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, monitor=None, usb_bus=False, locking=True, ssh_port=None,
+              console2=None):
     """disks: [(image, bus)] or [(image, bus, bootindex)]; the bootindex form (None: no index)
     attaches virtio disks as -device so that the firmware can order them. firmware: a
     private copy of OVMF's variables to boot through UEFI; without it the guest kernel boots
@@ -239,6 +240,9 @@ def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, moni
               "-drive", f"if=pflash,format=raw,unit=1,file={firmware}"]
     else:
         a += ["-kernel", kernel(), "-initrd", initrd, "-append", f"{base} {append}"]
+    if console2:
+        # A second serial port (ttyS1) on a socket here, for a shell beside the boot.
+        a += ["-chardev", f"socket,id=c2,path={console2},server=on,wait=off", "-serial", "chardev:c2"]
     if ssh_port:
         # User networking (DHCP at 10.0.2.15), the guest's port 22 on a loopback port here.
         a += ["-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22", "-device", "virtio-net-pci,netdev=n0"]
@@ -394,7 +398,8 @@ class Lab:
         return img
 
     def boot(self, tag, disks, append="root=zfs:AUTO", extra=None, hotplug=None, timeout=150, locking=True, on_shell=SHELL_CMD,
-             answers=(), firmware=False, kill_on=None, kill_after=0.3, shell_time=30, keys=None, ssh_port=None):
+             answers=(), firmware=False, kill_on=None, kill_after=0.3, shell_time=30, keys=None, ssh_port=None,
+             console2=None):
         """Boots the disks; returns a Result. extra: files added to the ramdisk; hotplug:
         (delay s, image) plugged over USB once zroam waits; answers: [(question regex, text)]
         typed in order; firmware: boot through OVMF (the ESP's loader) instead of -kernel;
@@ -403,7 +408,7 @@ class Lab:
         guest's keyboard (its VT, not the serial line) a few seconds after the pattern shows up
         on the serial console, up to three times while the guest runs (keys typed before a
         prompt reads are lost); ssh_port: a NIC on user networking with the guest's port 22
-        forwarded to this loopback port. An answer that is a function may return None: it
+        forwarded to this loopback port; console2: a socket path for a second serial port. An answer that is a function may return None: it
         answered by other means (over SSH), nothing is typed."""
         initrd = self.initrd
         if extra:
@@ -414,7 +419,7 @@ class Lab:
             vars_copy = os.path.join(self.work, f"{tag}-vars.fd")
             shutil.copy(OVMF_VARS, vars_copy)
         args = qemu_args(disks, initrd, append, base=self.base, firmware=vars_copy, monitor=mon, usb_bus=bool(hotplug),
-                         locking=locking, ssh_port=ssh_port)
+                         locking=locking, ssh_port=ssh_port, console2=console2)
         for attempt in (1, 2):
             r = self.run_vm(tag, args, mon, hotplug, timeout, on_shell, answers, kill_on, kill_after, shell_time, keys)
             # QEMU's TCG sometimes trips an internal assertion before the guest runs: that
@@ -517,6 +522,35 @@ def ssh_key(work):
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "zroam-lab", "-f", key)
     with open(key + ".pub") as f:
         return key, f.read()
+
+
+def on_console2(path, command, passphrase, prompt=rb"[#$] $", timeout=90):
+    """Types `command` at the shell on the guest's second serial port, its passphrase at the
+    question it asks, and reads until the shell prompts again. Returns the transcript."""
+    until = time.monotonic() + timeout
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(path)
+    out, typed, sent = b"", False, False
+    c.sendall(b"\r")
+    while time.monotonic() < until:
+        r, _, _ = select.select([c], [], [], 1)
+        if not r:
+            continue
+        chunk = c.recv(4096)
+        if not chunk:
+            break
+        out += chunk
+        if not sent and re.search(prompt, out):
+            c.sendall(command.encode() + b"\r")
+            sent, out = True, out + b"\n[lab typed the command]\n"
+        elif sent and not typed and re.search(rb"passphrase for [^\r\n]*(?:: ?|echo\)[^\r\n]*)$", out):
+            time.sleep(0.5)
+            c.sendall(passphrase.encode() + b"\r")
+            typed = True
+        elif typed and re.search(prompt, out.rsplit(b"[lab typed the command]", 1)[-1].split(passphrase.encode())[-1]):
+            break
+    c.close()
+    return out.decode(errors="replace")
 
 
 def ssh_unlock(port, key, passphrase, timeout=150, command="zroam unlock"):
