@@ -33,6 +33,9 @@ zroam_libgcc_s() (
 # - etc/zroam/root.pin: the root's identity. $ZROAM_PIN names a pin file to use (a stick's
 #   image, staged builds); else `zroam pin` writes the pin of the pool that holds /.
 # - etc/zroam/zroam.conf: the host's settings ($ZROAM_CONF, else /etc/zroam/zroam.conf).
+# - etc/zroam/key.d/*: the key hooks ($ZROAM_KEYD, else /etc/zroam/key.d), executable ones.
+# - etc/motd: the login message of an SSH server in the image (dropbear-initramfs shows it):
+#   run `zroam unlock`.
 # - etc/shadow: root's entry only, and only when zroam.conf says shell=password.
 zroam_stage_etc() (
     d=$1
@@ -45,6 +48,13 @@ zroam_stage_etc() (
         echo "zroam: this image carries no root pin: $(cat "$d/pin.err")" >&2
     fi
     rm -f "$d/pin.err"
+    keyd=${ZROAM_KEYD:-/etc/zroam/key.d}
+    for h in "$keyd"/*; do
+        { [ -f "$h" ] && [ -x "$h" ]; } || continue
+        mkdir -p "$d/etc/zroam/key.d"
+        cp -p "$h" "$d/etc/zroam/key.d/" && echo "etc/zroam/key.d/${h##*/}"
+    done
+    "$(zroam_bin)" unlock --motd >"$d/etc/motd" && echo etc/motd
     conf=${ZROAM_CONF:-/etc/zroam/zroam.conf}
     [ -f "$conf" ] || return 0
     cp "$conf" "$d/etc/zroam/zroam.conf" && echo etc/zroam/zroam.conf

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from vmlab import (FOREIGN, HERE, OURS, PIN, Lab, Vm, booted, check, concat, cpio_gz, free_port, lab_args, on_console2,
+from vmlab import (CACHE, FOREIGN, HERE, OURS, PIN, Lab, Vm, booted, check, concat, cpio_gz, free_port, lab_args, on_console2,
                    part_geom, qemu_args, refused, run_suite, sh, ssh_key, ssh_unlock)
 
 
@@ -277,19 +277,20 @@ def s24_lost_key_file(lab, e):
     return r
 
 
-def over_ssh(lab, tag, e, disks, append, kind):
-    """Boots with the lab's public key in the ramdisk and a NIC; the question on the console
-    is answered over SSH with `zroam unlock`, typed at its own prompt. Returns the result."""
-    key, pub = ssh_key(lab.work)
+def over_ssh(lab, tag, e, disks, append, kind, extra=True, command="zroam unlock"):
+    """Boots with a NIC (and, with `extra`, the lab's public key added to zroam's ramdisk);
+    the question on the console is answered over SSH with `zroam unlock`, typed at its own
+    prompt. Returns the result."""
+    key, pub = ssh_key(CACHE)
     port = free_port()
     session = {}
 
     def answer(_console):
-        session["out"] = ssh_unlock(port, key, PASSPHRASE)
+        session["out"] = ssh_unlock(port, key, PASSPHRASE, command=command)
         return None  # nothing typed on the console
 
-    r = lab.boot(tag, disks, append=append, extra={"/root/.ssh/authorized_keys": (pub.encode(), 0o600)},
-                 answers=[(ASK, answer)], ssh_port=port)
+    files = {"/root/.ssh/authorized_keys": (pub.encode(), 0o600)} if extra else None
+    r = lab.boot(tag, disks, append=append, extra=files, answers=[(ASK, answer)], ssh_port=port)
     out = session.get("out", "")
     with open(os.path.join(lab.work, f"{tag}.ssh.log"), "w") as f:
         f.write(out)
@@ -299,7 +300,8 @@ def over_ssh(lab, tag, e, disks, append, kind):
     check(re.search(r"answered by agent zroam", r.serial), "the console's question did not end when the SSH answer came", e)
     recs = keys_of(r, kind)
     check(recs and recs[0].get("source") == "passphrase (agent zroam)", f"{kind} key records: {recs}", e)
-    check("remote unlock: ssh root@10.0.2.15" in r.serial, "the log does not say where to SSH to", e)
+    if extra:
+        check("remote unlock: ssh root@10.0.2.15" in r.serial, "the log does not say where to SSH to", e)
     not_echoed(r, e)
     return r
 
@@ -373,6 +375,15 @@ def s28_unlock_second_console(lab, e):
     luks = keys_of(r, "luks")
     check([k.get("outcome") for k in luks] == ["opened", "opened"] and luks[0].get("source") == "passphrase (agent zroam)",
           f"LUKS records: {luks}", e)
+    return r
+
+
+def s29_dropbear_initramfs(lab, e):
+    """Debian's dropbear-initramfs beside zroam in an initramfs-tools image (ip=dhcp): the
+    login message says to run zroam unlock; typed at the shell, it answers the native key."""
+    r = over_ssh(lab, "s29", e, [(lab.disk("native", 0, "s29"), "virtio")], "root=zfs:AUTO ip=dhcp", "zfs", extra=False,
+                 command=None)
+    booted(r, "debian", e, child="yes")
     return r
 
 
@@ -569,6 +580,8 @@ SCENARIOS = {
 GEN_ONLY = {"16-pinned-image": s16_pinned_image}
 # Booted by gen_lab in the dracut systemd image: systemd's own agents answer.
 SYSTEMD_ONLY = {"27-tty-agent": s27_tty_agent, "28-unlock-second-console": s28_unlock_second_console}
+# Booted by gen_lab in an initramfs-tools image with dropbear-initramfs.
+DROPBEAR_ONLY = {"29-dropbear-initramfs": s29_dropbear_initramfs}
 
 
 def demo(lab, name):

@@ -9,6 +9,9 @@
 #   (only: OpenZFS's own module and no zroam, the benchmark's baseline)
 #   PIN: a root pin file the hooks install (ZROAM_PIN), as `zroam pin` makes it on a host
 #   whose / is on ZFS; without it the images carry none (the lab host's / is not ZFS).
+#   LAB_DROPBEAR=PUBKEY (initramfs-tools): Debian's dropbear-initramfs beside zroam, set up
+#   as its README says (a host key, PUBKEY as authorized_keys) in an overlay of /etc that
+#   only the generator's namespace sees.
 set -euo pipefail
 shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +19,8 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=builder.sh
 source "$here/builder.sh"
 
-bin=$(realpath "$1") kind=$2 stock=$3 pin=${4:-}
+bin=$(realpath "$1") kind=$2 stock=$3 pin=${4:-} dropbear=${LAB_DROPBEAR:-}
+[ -z "$dropbear" ] || [ "$kind" = initramfs-tools ] || { echo "LAB_DROPBEAR is for initramfs-tools" >&2; exit 2; }
 HOSTID=5eed1234
 case $kind in dracut-systemd | dracut-shell | initramfs-tools) ;; *) echo "unknown kind $kind" >&2; exit 2 ;; esac
 case $stock in with | without | only) ;; *) echo "stock must be with, without or only" >&2; exit 2 ;; esac
@@ -25,8 +29,9 @@ case $stock in with | without | only) ;; *) echo "stock must be with, without or
 key=$( (cd "$repo" && cat "$here/gen-images.sh"
   [ "$stock" = only ] || { cat "$bin" Makefile; find dracut/90zroam initramfs-tools -type f | LC_ALL=C sort | xargs cat; }
   [ -z "$pin" ] || cat "$pin"
+  [ -z "$dropbear" ] || { echo dropbear; cat "$dropbear"; }
   echo "$LAB_KVER $kind $stock"; dpkg-query -W dracut-core initramfs-tools zfsutils-linux) | sha256sum | cut -c1-16)
-out=$ZROAM_LAB_CACHE/gen/$kind-$stock${pin:+-pinned}-$key.img
+out=$ZROAM_LAB_CACHE/gen/$kind-$stock${pin:+-pinned}${dropbear:+-dropbear}-$key.img
 [ -s "$out" ] && { echo "$out"; exit 0; }
 mkdir -p "$(dirname "$out")"
 
@@ -67,6 +72,23 @@ initramfs-tools)
   [ "$stock" != without ] && cp -a "$tmp/stock/usr/share/initramfs-tools/." "$view/"
   mnt=/usr/share/initramfs-tools
   gen=(mkinitramfs -o "$tmp/out.img" "$LAB_KVER")
+  if [ -n "$dropbear" ]; then
+    (cd "$tmp" && apt-get download -q dropbear-initramfs >/dev/null 2>&1) ||
+      cp "$ZROAM_LAB_CACHE"/debs/dropbear-initramfs_*.deb "$tmp/"
+    mkdir -p "$ZROAM_LAB_CACHE/debs"
+    cp -n "$tmp"/dropbear-initramfs_*.deb "$ZROAM_LAB_CACHE/debs/" 2>/dev/null || true
+    dpkg-deb -x "$tmp"/dropbear-initramfs_*.deb "$tmp/dropbear"
+    cp -a "$tmp/dropbear/usr/share/initramfs-tools/." "$view/"
+    # What the package's postinst and its README leave in /etc/dropbear/initramfs.
+    mkdir -p "$tmp/etc-up/dropbear/initramfs" "$tmp/etc-work"
+    cp "$tmp/dropbear/etc/dropbear/initramfs/dropbear.conf" "$tmp/etc-up/dropbear/initramfs/"
+    cp "$dropbear" "$tmp/etc-up/dropbear/initramfs/authorized_keys"
+    dropbearkey -t ed25519 -f "$tmp/etc-up/dropbear/initramfs/dropbear_ed25519_host_key" >/dev/null 2>&1
+    # The overlay covers the bind-mounted /etc/hostid: the lab's goes in it too.
+    cp "$tmp/hostid" "$tmp/etc-up/hostid"
+    # shellcheck disable=SC2016 # the inline script expands its own arguments
+    gen=(sh -c 'mount -t overlay overlay -o "lowerdir=/etc,upperdir=$0/etc-up,workdir=$0/etc-work" /etc && exec "$@"' "$tmp" "${gen[@]}")
+  fi
   ;;
 esac
 

@@ -18,6 +18,7 @@ mirror (scenario 16 with the image's own pin). The images without the stock modu
 snapshot as a clone and drive the menu on the console (be_lab's GEN_ONLY).
 
 usage: gen_lab.py ZROAM_BINARY [CASE...]   CASE: KIND-with | KIND-without | KIND-pinned | mkinitcpio[-pinned]
+                                           | initramfs-tools-dropbear
 """
 import concurrent.futures
 import os
@@ -28,7 +29,7 @@ import time
 
 import be_lab
 import boot_lab
-from vmlab import BOOT_SETS, HERE, Lab, boot_images, generator_initrd, generator_lab, lab_args, log, print_table, run_scenario, sh
+from vmlab import BOOT_SETS, CACHE, HERE, Lab, boot_images, ssh_key, generator_initrd, generator_lab, lab_args, log, print_table, run_scenario, sh
 
 KINDS = ["dracut-systemd", "dracut-shell", "initramfs-tools"]
 SCENARIOS = ["1-mirror", "2-usb-degraded", "5-foreign-stick", "6-name-collision", "12-luks-mirror"]
@@ -56,6 +57,12 @@ def image(binary, case):
         if not any(c.startswith("add_binary ") and c.endswith(" /usr/bin/zroam") for c in calls):
             missing.append("add_binary … /usr/bin/zroam")
         return img, ["2-usb-degraded"] + list(be_lab.GEN_ONLY), missing
+    if case == "initramfs-tools-dropbear":
+        _, pub = ssh_key(CACHE)
+        keyfile = os.path.join(tempfile.mkdtemp(), "authorized_keys")
+        with open(keyfile, "w") as f:
+            f.write(pub)
+        return generator_initrd(binary, "initramfs-tools", "without", dropbear=keyfile), list(boot_lab.DROPBEAR_ONLY), []
     kind, stock = case.rsplit("-", 1)
     if stock == "pinned":
         return generator_initrd(binary, kind, "without", mirror_pin(binary)), ["16-pinned-image"], []
@@ -79,7 +86,7 @@ def run_case(binary, case):
     if missing:
         rows.append((case, "build API calls", "FAIL", "-", "0", "not called: " + ", ".join(missing)))
         log(f"{case}: the install hook did not call: {', '.join(missing)}")
-    every = {**boot_lab.SCENARIOS, **boot_lab.GEN_ONLY, **be_lab.GEN_ONLY, **boot_lab.SYSTEMD_ONLY}
+    every = {**boot_lab.SCENARIOS, **boot_lab.GEN_ONLY, **be_lab.GEN_ONLY, **boot_lab.SYSTEMD_ONLY, **boot_lab.DROPBEAR_ONLY}
     rows += [run_scenario(n, every[n], lab, prefix=f"{case} ") for n in scenarios]
     if all(r[2] == "ok" for r in rows):
         shutil.rmtree(lab.work, ignore_errors=True)
@@ -91,7 +98,8 @@ def main():
     if parsed is None:
         return 2
     binary, args = parsed
-    cases = args or [f"{k}-{s}" for k in KINDS for s in ("without", "with", "pinned")] + ["mkinitcpio", "mkinitcpio-pinned"]
+    cases = args or [f"{k}-{s}" for k in KINDS for s in ("without", "with", "pinned")] + [
+        "initramfs-tools-dropbear", "mkinitcpio", "mkinitcpio-pinned"]
     # Cases are independent: LAB_JOBS guests at a time (no scenario here asserts timing).
     jobs = int(os.environ.get("LAB_JOBS", "2"))
     t0 = time.monotonic()

@@ -555,8 +555,10 @@ def on_console2(path, command, passphrase, prompt=rb"[#$] $", timeout=90):
 
 def ssh_unlock(port, key, passphrase, timeout=150, command="zroam unlock"):
     """Logs in with the OpenSSH client on a terminal of its own (as a person would), runs
-    `command`, types the passphrase at its question and reads on until the session ends.
-    Retries while the guest's SSH server is not up yet. Returns the session's transcript."""
+    `command` (None: logs in to the shell, reads the login message and types `zroam
+    unlock` at the prompt), types the passphrase at its question and reads on until the
+    session ends. Retries while the guest's SSH server is not up yet. Returns the
+    session's transcript."""
     import pty
     deadline = time.monotonic() + timeout
     transcript = b""
@@ -565,8 +567,8 @@ def ssh_unlock(port, key, passphrase, timeout=150, command="zroam unlock"):
         if pid == 0:
             os.execvp("ssh", ["ssh", "-tt", "-i", key, "-p", str(port), "-o", "StrictHostKeyChecking=no",
                               "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "BatchMode=yes",
-                              "root@127.0.0.1", command])
-        out, typed = b"", False
+                              "root@127.0.0.1"] + ([command] if command else []))
+        out, typed, started = b"", False, command is not None
         while time.monotonic() < deadline:
             r, _, _ = select.select([fd], [], [], 1)
             if not r:
@@ -578,10 +580,16 @@ def ssh_unlock(port, key, passphrase, timeout=150, command="zroam unlock"):
             if not chunk:
                 break
             out += chunk
-            if not typed and re.search(rb"passphrase for [^\r\n]*: $", out):
+            # (busybox's shell asks the terminal for its size right after its prompt)
+            if not started and re.search(rb"# (?:\x1b\[6n)?$", out):
+                os.write(fd, b"zroam unlock\r")
+                started = True
+            elif not typed and re.search(rb"passphrase for [^\r\n]*: $", out):
                 time.sleep(0.5)
                 os.write(fd, passphrase.encode() + b"\r")
                 typed = True
+            elif typed and command is None and re.search(rb"zroam unlock: [a-z][^\r\n]*\r?\n[^\r\n]*# (?:\x1b\[6n)?$", out):
+                os.write(fd, b"exit\r")
         os.close(fd)
         try:
             os.kill(pid, signal.SIGKILL)
@@ -595,9 +603,11 @@ def ssh_unlock(port, key, passphrase, timeout=150, command="zroam unlock"):
     return transcript.decode(errors="replace")
 
 
-def generator_initrd(binary, kind, stock, pin=None):
-    """The ramdisk a real generator made (gen-images.sh KIND STOCK [PIN]), cached."""
-    return sh("bash", os.path.join(HERE, "gen-images.sh"), binary, kind, stock, *([pin] if pin else [])).strip()
+def generator_initrd(binary, kind, stock, pin=None, dropbear=None):
+    """The ramdisk a real generator made (gen-images.sh KIND STOCK [PIN]), cached; dropbear:
+    a public key, for an initramfs-tools image with dropbear-initramfs."""
+    env = dict(os.environ, LAB_DROPBEAR=dropbear) if dropbear else None
+    return sh("bash", os.path.join(HERE, "gen-images.sh"), binary, kind, stock, *([pin] if pin else []), env=env).strip()
 
 
 def generator_lab(binary, generator, initrd):

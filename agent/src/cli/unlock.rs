@@ -51,6 +51,11 @@ pub fn run(mut args: lexopt::Parser) -> Res {
     while let Some(arg) = args.next()? {
         match arg {
             Long("list") => list = true,
+            Long("motd") => {
+                // The login message generators put in images with an SSH server.
+                print!("{}", crate::boot::remote::BANNER.trim_start());
+                return Ok(ExitCode::SUCCESS);
+            }
             Long("id") => id = Some(args.value()?.string()?),
             Long("wait") => wait = Duration::from_secs(args.value()?.parse()?),
             _ => return Err(arg.unexpected()),
