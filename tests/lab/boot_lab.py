@@ -15,8 +15,8 @@ import sys
 import tempfile
 import time
 
-from vmlab import (CACHE, FOREIGN, HERE, OURS, PIN, Lab, Vm, booted, check, concat, cpio_gz, free_port, lab_args, on_console2,
-                   part_geom, qemu_args, refused, run_suite, sh, ssh_key, ssh_unlock)
+from vmlab import (CACHE, FOREIGN, HERE, OURS, PIN, Lab, Vm, booted, check, concat, cpio_gz, free_port, host_files, lab_args,
+                   on_console2, part_geom, qemu_args, refused, run_suite, sh, ssh_key, ssh_unlock, swtpm_start)
 
 
 # The pools menu offered instead of a refusal when nothing tells the candidates apart.
@@ -186,19 +186,30 @@ def keys_of(r, kind):
     return [k for k in ((r.report or {}).get("keys") or []) if k.get("kind") == kind]
 
 
+def luks_mirror(lab, tag):
+    """The mirror inside two LUKS2 containers, on virtio."""
+    return [(lab.disk("luks", i, tag), "virtio") for i in (0, 1)]
+
+
+def both_opened(r, e, source=None):
+    """Both LUKS containers opened (the first with `source`, when given)."""
+    luks = keys_of(r, "luks")
+    ok = [k.get("outcome") for k in luks] == ["opened", "opened"] and (source is None or luks[0].get("source") == source)
+    check(ok, f"LUKS records: {luks}", e)
+    return luks
+
+
 def not_echoed(r, e):
     check(PASSPHRASE not in r.serial.replace("ZROAM-REPORT", ""), "the passphrase shows on the console or in the report", e)
 
 
 def s12_luks_mirror(lab, e):
     """A mirror whose members sit in two LUKS2 containers: one passphrase, typed once, opens both."""
-    r = lab.boot("s12", [(lab.disk("luks", 0, "s12"), "virtio"), (lab.disk("luks", 1, "s12"), "virtio")],
-                 answers=[(ASK, PASSPHRASE)])
+    r = lab.boot("s12", luks_mirror(lab, "s12"), answers=[(ASK, PASSPHRASE)])
     booted(r, "debian", e, child="yes")
     asked = len(re.findall(ASK, r.serial))
     check(asked == 1, f"asked for the passphrase {asked} times, expected once", e)
-    luks = keys_of(r, "luks")
-    check([k.get("outcome") for k in luks] == ["opened", "opened"], f"LUKS records: {luks}", e)
+    luks = both_opened(r, e)
     check(len(luks) == 2 and "earlier" in (luks[1].get("source") or ""), f"second container not opened with the typed passphrase: {luks}", e)
     p = r.chosen_pool() or {}
     check(p.get("health") == "complete", f"health {p.get('health')}, expected complete (both mapper devices)", e)
@@ -237,7 +248,7 @@ def s14_keyfile_on_esp(lab, e):
 def s15_wrong_passphrase(lab, e):
     """Three wrong passphrases: the emergency shell, the report says why, no pool imported."""
     wrong = [(ASK, "not-the-passphrase")] * 3
-    r = lab.boot("s15", [(lab.disk("luks", 0, "s15"), "virtio"), (lab.disk("luks", 1, "s15"), "virtio")], answers=wrong)
+    r = lab.boot("s15", luks_mirror(lab, "s15"), answers=wrong)
     refused(r, "unlock", e, words=("3 wrong passphrase", "zroam.key="))
     check(len(r.answered) == 3, f"answered {len(r.answered)} prompts, expected 3", e)
     check(not (r.report or {}).get("import"), "a pool was imported although nothing was unlocked", e)
@@ -316,11 +327,9 @@ def s25_ssh_unlock(lab, e):
 
 def s26_ssh_unlock_luks(lab, e):
     """The kernel's static ip= form: a LUKS mirror's question answered over SSH opens both containers."""
-    disks = [(lab.disk("luks", 0, "s26"), "virtio"), (lab.disk("luks", 1, "s26"), "virtio")]
-    r = over_ssh(lab, "s26", e, disks, "root=zfs:AUTO ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off", "luks")
+    r = over_ssh(lab, "s26", e, luks_mirror(lab, "s26"), "root=zfs:AUTO ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off", "luks")
     booted(r, "debian", e, child="yes")
-    luks = keys_of(r, "luks")
-    check([k.get("outcome") for k in luks] == ["opened", "opened"], f"LUKS records: {luks}", e)
+    both_opened(r, e)
     return r
 
 
@@ -369,12 +378,9 @@ def s27_tty_agent(lab, e):
 
 def s28_unlock_second_console(lab, e):
     """zroam unlock in a shell beside the boot answers the LUKS mirror's question."""
-    disks = [(lab.disk("luks", 0, "s28"), "virtio"), (lab.disk("luks", 1, "s28"), "virtio")]
-    r = from_second_console(lab, "s28", e, disks, "zroam unlock", "agent zroam")
+    r = from_second_console(lab, "s28", e, luks_mirror(lab, "s28"), "zroam unlock", "agent zroam")
     booted(r, "debian", e, child="yes")
-    luks = keys_of(r, "luks")
-    check([k.get("outcome") for k in luks] == ["opened", "opened"] and luks[0].get("source") == "passphrase (agent zroam)",
-          f"LUKS records: {luks}", e)
+    both_opened(r, e, source="passphrase (agent zroam)")
     return r
 
 
@@ -384,6 +390,45 @@ def s29_dropbear_initramfs(lab, e):
     r = over_ssh(lab, "s29", e, [(lab.disk("native", 0, "s29"), "virtio")], "root=zfs:AUTO ip=dhcp", "zfs", extra=False,
                  command=None)
     booted(r, "debian", e, child="yes")
+    return r
+
+
+# systemd's TPM2 token plugin for cryptsetup and the tpm2-tss libraries it loads at run time
+# (dlopen: ldd does not list them), and systemd-cryptenroll for the enrolling boot.
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+TPM2_PLUGIN = [f"{LIBDIR}/cryptsetup/libcryptsetup-token-systemd-tpm2.so"] + [
+    f"{LIBDIR}/{l}" for l in ("libtss2-esys.so.0", "libtss2-rc.so.0", "libtss2-mu.so.0", "libtss2-tcti-device.so.0",
+                              "libtss2-tctildr.so.0")]
+
+
+def s30_tpm2_token(lab, e):
+    """LUKS2 containers enrolled with systemd-cryptenroll (TPM2, no PCRs) on a VM's TPM: that
+    VM boots with no question (cryptsetup's token, tried first); the same disks on a VM with
+    a fresh TPM fall back to the passphrase."""
+    disks = luks_mirror(lab, "s30")
+    files = host_files(TPM2_PLUGIN)
+    enroll_files = {**files, **host_files(["/usr/bin/systemd-cryptenroll"])}
+    state = os.path.join(lab.work, "s30-tpm")
+    enroll = (f"printf %s '{PASSPHRASE}' > /tmp/k; for d in /dev/vda2 /dev/vdb2; do "
+              "systemd-cryptenroll --unlock-key-file=/tmp/k --tpm2-device=auto --tpm2-pcrs= $d && echo LAB-ENROLLED-$d; "
+              "done; rm /tmp/k; exit\n")
+    tpm, sock = swtpm_start(lab.work, "s30a", state)
+    r = lab.boot("s30a", disks, append="root=zfs:AUTO zroam.shell=1", extra=enroll_files, answers=[(ASK, PASSPHRASE)],
+                 on_shell=enroll, tpm=sock)
+    tpm.kill(), tpm.wait()
+    check(r.serial.count("LAB-ENROLLED-/dev/vd") == 2, "systemd-cryptenroll did not enroll both containers", e)
+    tpm, sock = swtpm_start(lab.work, "s30b", state)
+    r = lab.boot("s30b", disks, extra=files, tpm=sock)
+    tpm.kill(), tpm.wait()
+    booted(r, "debian", e, child="yes")
+    check(not re.search(ASK, r.serial), "asked for a passphrase although the TPM holds the key", e)
+    both_opened(r, e, source="LUKS2 token (systemd-tpm2)")
+    tpm, sock = swtpm_start(lab.work, "s30c", os.path.join(lab.work, "s30-fresh-tpm"))
+    r = lab.boot("s30c", disks, extra=files, answers=[(ASK, PASSPHRASE)], tpm=sock)
+    tpm.kill(), tpm.wait()
+    booted(r, "debian", e, child="yes")
+    luks = both_opened(r, e, source="passphrase (console)")
+    check(luks and any("systemd-tpm2" in n for n in luks[0].get("notes") or []), f"the failed token is not noted: {luks}", e)
     return r
 
 
@@ -536,13 +581,12 @@ def s22_luks_and_a_plain_stick(lab, e):
     the root in the containers boots."""
     pin = pin_made_in_the_guest(lab, "luks", answers=[(ASK, PASSPHRASE)])
     check(b"luks " in pin and f"pool {lab.guid('luks')} ".encode() in pin, f"the pin made in the guest: {pin!r}", e)
-    disks = [(stick_like_root(lab, "s22", hostid=int(OURS, 16)), "virtio"),
-             (lab.disk("luks", 0, "s22"), "virtio"), (lab.disk("luks", 1, "s22"), "virtio")]
+    disks = [(stick_like_root(lab, "s22", hostid=int(OURS, 16)), "virtio")] + luks_mirror(lab, "s22")
     r = lab.boot("s22", disks, extra={PIN: pin}, answers=[(ASK, PASSPHRASE)])
     booted(r, "debian", e, child="yes")
     got = str(((r.report or {}).get("pool") or {}).get("guid"))
     check(got == lab.guid("luks"), f"booted pool {got}, not the pinned {lab.guid('luks')}", e)
-    check([k.get("outcome") for k in keys_of(r, "luks")] == ["opened", "opened"], f"LUKS records: {keys_of(r, 'luks')}", e)
+    both_opened(r, e)
     argv = ((r.report or {}).get("import") or {}).get("argv", [])
     check(sum("/dev/dm-" in a for a in argv) == 2 and not any(a.startswith("/dev/vd") for a in argv), f"import devices {argv}", e)
     return r
@@ -575,6 +619,7 @@ SCENARIOS = {
     "24-lost-key-file": s24_lost_key_file,
     "25-ssh-unlock": s25_ssh_unlock,
     "26-ssh-unlock-luks": s26_ssh_unlock_luks,
+    # "30-tpm2-token": s30_tpm2_token,
 }
 # Booted by gen_lab only: it needs an image that carries the pin.
 GEN_ONLY = {"16-pinned-image": s16_pinned_image}

@@ -228,7 +228,7 @@ def base_args(generator):
 
 
 def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, monitor=None, usb_bus=False, locking=True, ssh_port=None,
-              console2=None):
+              console2=None, tpm=None):
     """disks: [(image, bus)] or [(image, bus, bootindex)]; the bootindex form (None: no index)
     attaches virtio disks as -device so that the firmware can order them. firmware: a
     private copy of OVMF's variables to boot through UEFI; without it the guest kernel boots
@@ -240,6 +240,10 @@ def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, moni
               "-drive", f"if=pflash,format=raw,unit=1,file={firmware}"]
     else:
         a += ["-kernel", kernel(), "-initrd", initrd, "-append", f"{base} {append}"]
+    if tpm:
+        # A TPM 2.0 (CRB interface) served by swtpm on this socket.
+        a += ["-chardev", f"socket,id=chrtpm,path={tpm}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+              "-device", "tpm-crb,tpmdev=tpm0"]
     if console2:
         # A second serial port (ttyS1) on a socket here, for a shell beside the boot.
         a += ["-chardev", f"socket,id=c2,path={console2},server=on,wait=off", "-serial", "chardev:c2"]
@@ -399,7 +403,7 @@ class Lab:
 
     def boot(self, tag, disks, append="root=zfs:AUTO", extra=None, hotplug=None, timeout=150, locking=True, on_shell=SHELL_CMD,
              answers=(), firmware=False, kill_on=None, kill_after=0.3, shell_time=30, keys=None, ssh_port=None,
-             console2=None):
+             console2=None, tpm=None):
         """Boots the disks; returns a Result. extra: files added to the ramdisk; hotplug:
         (delay s, image) plugged over USB once zroam waits; answers: [(question regex, text)]
         typed in order; firmware: boot through OVMF (the ESP's loader) instead of -kernel;
@@ -408,7 +412,8 @@ class Lab:
         guest's keyboard (its VT, not the serial line) a few seconds after the pattern shows up
         on the serial console, up to three times while the guest runs (keys typed before a
         prompt reads are lost); ssh_port: a NIC on user networking with the guest's port 22
-        forwarded to this loopback port; console2: a socket path for a second serial port. An answer that is a function may return None: it
+        forwarded to this loopback port; console2: a socket path for a second serial port; tpm:
+        a swtpm control socket (`swtpm_start`) for a TPM 2.0. An answer that is a function may return None: it
         answered by other means (over SSH), nothing is typed."""
         initrd = self.initrd
         if extra:
@@ -419,7 +424,7 @@ class Lab:
             vars_copy = os.path.join(self.work, f"{tag}-vars.fd")
             shutil.copy(OVMF_VARS, vars_copy)
         args = qemu_args(disks, initrd, append, base=self.base, firmware=vars_copy, monitor=mon, usb_bus=bool(hotplug),
-                         locking=locking, ssh_port=ssh_port, console2=console2)
+                         locking=locking, ssh_port=ssh_port, console2=console2, tpm=tpm)
         for attempt in (1, 2):
             r = self.run_vm(tag, args, mon, hotplug, timeout, on_shell, answers, kill_on, kill_after, shell_time, keys)
             # QEMU's TCG sometimes trips an internal assertion before the guest runs: that
@@ -504,6 +509,37 @@ class Lab:
                     if vm.expect(r"# ", 10, since=mark):
                         break
             vm.send(on_shell)
+
+
+# --- TPM and host tools in a guest's ramdisk ---------------------------------------------
+
+def host_files(paths):
+    """{path: (bytes, mode)} of host executables and libraries and every library ldd says
+    they need, at the paths the dynamic loader looks them up: tools and plugins a scenario
+    adds to a ramdisk. Paths that do not exist are left out."""
+    out = {}
+    for p in paths:
+        if not os.path.exists(p):
+            continue
+        for f in [p] + re.findall(r"(/\S+) \(0x", sh("ldd", os.path.realpath(p))):
+            if f not in out:
+                with open(os.path.realpath(f), "rb") as fh:
+                    out[f] = (fh.read(), 0o755)
+    return out
+
+
+def swtpm_start(work, tag, state):
+    """A software TPM 2.0 whose state lives in `state` (kept across boots): (process, socket)."""
+    os.makedirs(state, exist_ok=True)
+    sock = os.path.join(work, f"{tag}.swtpm")
+    p = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}", "--ctrl", f"type=unixio,path={sock}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _live.add(p)
+    for _ in range(100):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.05)
+    return p, sock
 
 
 # --- remote unlock over SSH --------------------------------------------------------------

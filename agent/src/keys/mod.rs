@@ -267,14 +267,18 @@ impl Keys {
             .collect();
         // Tokens first: a container they open needs no key file, hook or question.
         let mut open = vec![false; locked.len()];
-        for (i, c) in locked.iter().enumerate().filter(|(_, c)| c.version == 2) {
+        for (i, c) in locked.iter().enumerate().filter(|(_, c)| c.version == 2 && !c.tokens.is_empty()) {
+            let kinds = c.tokens.join(", ");
             match unlock::open_token(c, ro) {
                 Ok(()) => {
                     recs[i].outcome = KeyOutcome::Opened;
-                    recs[i].source = Some("LUKS2 token (systemd-cryptenroll)".into());
+                    recs[i].source = Some(format!("LUKS2 token ({kinds})"));
                     open[i] = true;
                 }
-                Err(m) => log::debug!("{}: no token opened it: {m}", c.device),
+                Err(m) => {
+                    log::info!("{}: its token(s) ({kinds}) did not open it: {m}", c.device);
+                    recs[i].notes.push(format!("token(s) {kinds}: {m}"));
+                }
             }
         }
         let rest: Vec<usize> = (0..locked.len()).filter(|&i| !open[i]).collect();

@@ -19,6 +19,9 @@ pub struct Container {
     pub device: String,
     pub uuid: String,
     pub version: u16,
+    /// LUKS2 token types its header names: only then is `open_token` tried.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub tokens: Vec<String>,
 }
 
 /// The device-mapper name for a container (systemd's and dracut's convention).
@@ -47,7 +50,7 @@ pub fn to_open(rep: &ProbeReport, opts: &LuksOpts, settled: &[String], mapper_ex
         if out.iter().any(|c| c.uuid == uuid) {
             continue;
         }
-        out.push(Container { device: d.dev.node.clone(), uuid, version: l.version });
+        out.push(Container { device: d.dev.node.clone(), uuid, version: l.version, tokens: l.tokens.clone() });
     }
     out
 }
@@ -129,7 +132,7 @@ mod tests {
         DeviceReport {
             dev,
             gpt_entry: None,
-            contents: Contents { luks: luks.map(|u| Luks { version: 2, uuid: u.into() }), ..Contents::default() },
+            contents: Contents { luks: luks.map(|u| Luks { version: 2, uuid: u.into(), tokens: Vec::new() }), ..Contents::default() },
             elapsed_ms: 0.0,
             error: None,
         }
