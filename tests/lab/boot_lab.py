@@ -393,9 +393,10 @@ def s29_dropbear_initramfs(lab, e):
     return r
 
 
-# systemd's TPM2 token plugin for cryptsetup and the tpm2-tss libraries it loads at run time
-# (dlopen: ldd does not list them), and systemd-cryptenroll for the enrolling boot.
-LIBDIR = "/usr/lib/x86_64-linux-gnu"
+# systemd's TPM2 token plugin for cryptsetup (at the path cryptsetup was built to look in:
+# /lib, which the ramdisk does not merge with /usr/lib) and the tpm2-tss libraries it loads
+# at run time (dlopen: ldd does not list them).
+LIBDIR = "/lib/x86_64-linux-gnu"
 TPM2_PLUGIN = [f"{LIBDIR}/cryptsetup/libcryptsetup-token-systemd-tpm2.so"] + [
     f"{LIBDIR}/{l}" for l in ("libtss2-esys.so.0", "libtss2-rc.so.0", "libtss2-mu.so.0", "libtss2-tcti-device.so.0",
                               "libtss2-tctildr.so.0")]
@@ -619,7 +620,7 @@ SCENARIOS = {
     "24-lost-key-file": s24_lost_key_file,
     "25-ssh-unlock": s25_ssh_unlock,
     "26-ssh-unlock-luks": s26_ssh_unlock_luks,
-    # "30-tpm2-token": s30_tpm2_token,
+    "30-tpm2-token": s30_tpm2_token,
 }
 # Booted by gen_lab only: it needs an image that carries the pin.
 GEN_ONLY = {"16-pinned-image": s16_pinned_image}
