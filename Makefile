@@ -39,7 +39,7 @@ SHELL_FILES := dracut/90zroam/*.sh initramfs-tools/hooks/zroam initramfs-tools/s
   initramfs-tools/conf.d/zroam initramfs-tools/share/zroam-install.sh \
   mkinitcpio/install/zroam mkinitcpio/hooks/zroam tests/lab/*.sh tests/mkinitcpio/* \
   initramfs-tools/post-update.d/zroam-esp mkinitcpio/post/zroam-esp \
-  initramfs-tools/share/kernel-install/96-zroam-esp.install \
+  initramfs-tools/share/kernel-install/96-zroam-esp.install initramfs-tools/share/key.d/tpm2-creds \
   tests/check-binary.sh tests/fixtures/capture.sh .ci/run
 
 lint:
@@ -117,7 +117,7 @@ clean:
 KERNEL_INSTALL_DIR ?= /usr/lib/kernel/install.d
 INITRAMFS_POST_UPDATE_DIR ?= /etc/initramfs/post-update.d
 MKINITCPIO_POST_DIR ?= /usr/lib/initcpio/post
-INSTALLED := $(PREFIX)/sbin/zroam $(PREFIX)/lib/zroam $(PREFIX)/lib/dracut/modules.d/90zroam \
+INSTALLED := $(PREFIX)/sbin/zroam $(PREFIX)/lib/zroam $(PREFIX)/share/zroam $(PREFIX)/lib/dracut/modules.d/90zroam \
   $(PREFIX)/share/initramfs-tools/hooks/zroam $(PREFIX)/share/initramfs-tools/scripts/zroam \
   $(PREFIX)/share/initramfs-tools/conf.d/zroam \
   $(PREFIX)/lib/initcpio/install/zroam $(PREFIX)/lib/initcpio/hooks/zroam \
@@ -127,6 +127,7 @@ INSTALLED := $(PREFIX)/sbin/zroam $(PREFIX)/lib/zroam $(PREFIX)/lib/dracut/modul
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/zroam
 	install -D -m 0644 initramfs-tools/share/zroam-install.sh $(DESTDIR)$(PREFIX)/lib/zroam/zroam-install.sh
+	install -D -m 0755 initramfs-tools/share/key.d/tpm2-creds $(DESTDIR)$(PREFIX)/share/zroam/key.d/tpm2-creds
 	install -d $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam
 	install -m 0755 dracut/90zroam/*.sh $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/
 	install -m 0644 dracut/90zroam/zroam.service $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/

@@ -33,7 +33,8 @@ zroam_libgcc_s() (
 # - etc/zroam/root.pin: the root's identity. $ZROAM_PIN names a pin file to use (a stick's
 #   image, staged builds); else `zroam pin` writes the pin of the pool that holds /.
 # - etc/zroam/zroam.conf: the host's settings ($ZROAM_CONF, else /etc/zroam/zroam.conf).
-# - etc/zroam/key.d/*: the key hooks ($ZROAM_KEYD, else /etc/zroam/key.d), executable ones.
+# - etc/zroam/key.d/*: the key hooks ($ZROAM_KEYD, else /etc/zroam/key.d), executable ones,
+#   and etc/zroam/creds/*.cred: keys sealed to the TPM for the tpm2-creds hook.
 # - etc/motd: the login message of an SSH server in the image (dropbear-initramfs shows it):
 #   run `zroam unlock`.
 # - etc/shadow: root's entry only, and only when zroam.conf says shell=password.
@@ -53,6 +54,11 @@ zroam_stage_etc() (
         { [ -f "$h" ] && [ -x "$h" ]; } || continue
         mkdir -p "$d/etc/zroam/key.d"
         cp -p "$h" "$d/etc/zroam/key.d/" && echo "etc/zroam/key.d/${h##*/}"
+    done
+    for c in "${ZROAM_CREDS:-/etc/zroam/creds}"/*.cred; do
+        [ -f "$c" ] || continue
+        mkdir -p "$d/etc/zroam/creds"
+        cp -p "$c" "$d/etc/zroam/creds/" && echo "etc/zroam/creds/${c##*/}"
     done
     "$(zroam_bin)" unlock --motd >"$d/etc/motd" && echo etc/motd
     conf=${ZROAM_CONF:-/etc/zroam/zroam.conf}

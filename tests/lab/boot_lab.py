@@ -433,6 +433,49 @@ def s30_tpm2_token(lab, e):
     return r
 
 
+TPM2_CREDS_HOOK = os.path.join(HERE, "..", "..", "initramfs-tools", "share", "key.d", "tpm2-creds")
+
+
+def s31_tpm2_creds_hook(lab, e):
+    """The shipped tpm2-creds key hook: the native root's passphrase sealed with systemd-creds
+    to a VM's TPM gives the key on that VM with no question; on a fresh TPM the hook fails
+    and zroam asks."""
+    disks = [(lab.disk("native", 0, "s31"), "virtio")]
+    tools = {**host_files(TPM2_PLUGIN[1:]), **host_files(["/usr/bin/systemd-creds"])}
+    state = os.path.join(lab.work, "s31-tpm")
+    seal = (f"printf %s '{PASSPHRASE}' | systemd-creds encrypt --with-key=tpm2 --name=zroam-key - /tmp/k.cred && "
+            "echo LAB-CRED-''BEGIN && base64 /tmp/k.cred && echo LAB-CRED-''END; exit\n")
+    tpm, sock = swtpm_start(lab.work, "s31a", state)
+    r = lab.boot("s31a", disks, append="root=zfs:AUTO zroam.shell=1", extra=tools, answers=[(ASK, PASSPHRASE)],
+                 on_shell=seal, tpm=sock)
+    tpm.kill(), tpm.wait()
+    m = re.search(r"LAB-CRED-BEGIN\r?\n([A-Za-z0-9+/=\r\n]+?)LAB-CRED-END", r.serial)
+    check(m, "systemd-creds did not seal the key in the guest", e)
+    if not m:
+        return r
+    import base64
+    cred = base64.b64decode(re.sub(r"\s", "", m.group(1)))
+    with open(TPM2_CREDS_HOOK, "rb") as f:
+        hook = f.read()
+    files = {**tools, "/etc/zroam/key.d/50-tpm2-creds": (hook, 0o755), "/etc/zroam/creds/rpool-ROOT-debian.cred": (cred, 0o600)}
+    tpm, sock = swtpm_start(lab.work, "s31b", state)
+    r = lab.boot("s31b", disks, extra=files, tpm=sock)
+    tpm.kill(), tpm.wait()
+    booted(r, "debian", e, child="yes")
+    check(not re.search(ASK, r.serial), "asked although the TPM holds the sealed key", e)
+    z = keys_of(r, "zfs")
+    check(z and z[0].get("source") == "key hook 50-tpm2-creds", f"ZFS key records: {z}", e)
+    tpm, sock = swtpm_start(lab.work, "s31c", os.path.join(lab.work, "s31-fresh-tpm"))
+    r = lab.boot("s31c", disks, extra=files, answers=[(ASK, PASSPHRASE)], tpm=sock)
+    tpm.kill(), tpm.wait()
+    booted(r, "debian", e, child="yes")
+    z = keys_of(r, "zfs")
+    notes = " ".join((z[0].get("notes") or []) if z else [])
+    check(z and z[0].get("source") == "passphrase (console)" and "50-tpm2-creds failed" in notes, f"ZFS key records: {z}", e)
+    not_echoed(r, e)
+    return r
+
+
 def trust_of(r):
     return (r.report or {}).get("trust") or {}
 
@@ -621,6 +664,7 @@ SCENARIOS = {
     "25-ssh-unlock": s25_ssh_unlock,
     "26-ssh-unlock-luks": s26_ssh_unlock_luks,
     "30-tpm2-token": s30_tpm2_token,
+    "31-tpm2-creds-hook": s31_tpm2_creds_hook,
 }
 # Booted by gen_lab only: it needs an image that carries the pin.
 GEN_ONLY = {"16-pinned-image": s16_pinned_image}
