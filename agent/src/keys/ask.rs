@@ -63,19 +63,6 @@ pub fn ways(pid1: bool) -> Ways {
     ways_for(plymouth_shows, systemd, any_exists(CONSOLE_AGENT), any_exists(PLYMOUTH_AGENT))
 }
 
-/// How the question is put, as the report records it.
-pub fn method(pid1: bool) -> String {
-    let w = ways(pid1);
-    let mut v = vec!["agents"];
-    if w.console {
-        v.push("console");
-    }
-    if w.plymouth {
-        v.push("plymouth");
-    }
-    v.join("+")
-}
-
 /// How a question ended.
 pub enum Answer {
     /// A passphrase: where it came from (`console`, `plymouth`, `agent NAME`) and, for an
