@@ -70,16 +70,22 @@ pub fn classify(code: Option<i32>, said: &str) -> OpenError {
     }
 }
 
-/// Open `c` as /dev/mapper/luks-UUID with `key` (a passphrase or a key file's bytes).
-pub fn open(c: &Container, key: &[u8], readonly: bool) -> Result<(), OpenError> {
-    let mut args: Vec<String> = ["open", "--type", "luks", "--key-file=-"].map(String::from).to_vec();
+/// `cryptsetup open` of `c` as /dev/mapper/luks-UUID, `how` saying with what (a key on
+/// stdin, or the tokens alone).
+fn cryptsetup_open(c: &Container, how: &[&str], key: Option<&[u8]>, readonly: bool) -> crate::sys::run::Outcome {
+    let mut args: Vec<String> = ["open"].iter().chain(how).map(|s| s.to_string()).collect();
     if readonly {
         args.push("--readonly".into());
     }
     args.extend([c.device.clone(), mapper_name(&c.uuid)]);
     // Without udev, libdevmapper must not wait for udev to confirm the new device.
     let env: &[(&str, &str)] = if Path::new("/run/udev/control").exists() { &[] } else { &[("DM_DISABLE_UDEV", "1")] };
-    let out = crate::sys::run::run_with("cryptsetup", &args, Some(key), env, OPEN_BOUND);
+    crate::sys::run::run_with("cryptsetup", &args, key, env, OPEN_BOUND)
+}
+
+/// Open `c` as /dev/mapper/luks-UUID with `key` (a passphrase or a key file's bytes).
+pub fn open(c: &Container, key: &[u8], readonly: bool) -> Result<(), OpenError> {
+    let out = cryptsetup_open(c, &["--type", "luks", "--key-file=-"], Some(key), readonly);
     if out.ok() {
         Ok(())
     } else {
@@ -91,13 +97,7 @@ pub fn open(c: &Container, key: &[u8], readonly: bool) -> Result<(), OpenError> 
 /// enrolled with systemd-cryptenroll, through cryptsetup's token plugin. No token, no
 /// plugin or a TPM that does not unseal: an error, and the keys are tried next.
 pub fn open_token(c: &Container, readonly: bool) -> Result<(), String> {
-    let mut args: Vec<String> = ["open", "--type", "luks2", "--token-only"].map(String::from).to_vec();
-    if readonly {
-        args.push("--readonly".into());
-    }
-    args.extend([c.device.clone(), mapper_name(&c.uuid)]);
-    let env: &[(&str, &str)] = if Path::new("/run/udev/control").exists() { &[] } else { &[("DM_DISABLE_UDEV", "1")] };
-    let out = crate::sys::run::run_with("cryptsetup", &args, None, env, OPEN_BOUND);
+    let out = cryptsetup_open(c, &["--type", "luks2", "--token-only"], None, readonly);
     if out.ok() {
         Ok(())
     } else {
