@@ -4,7 +4,7 @@
 
 use crate::decide::menu::{self, Menu, Pick, Reply};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::termios::{self, LocalFlags, SetArg, SpecialCharacterIndices};
+use nix::sys::termios::{LocalFlags, SpecialCharacterIndices};
 use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -70,20 +70,17 @@ pub fn show(m: &Menu, of: &str, countdown: Option<Duration>, bound: Duration) ->
 
 fn run(mut tty: File, m: &Menu, countdown: Option<Duration>, bound: Duration) -> (String, Option<Pick>) {
     // Keys one at a time, echoed by us: a countdown must stop at any key, not at Enter.
-    let saved = termios::tcgetattr(tty.as_fd()).ok();
-    if let Some(t) = &saved {
-        let mut raw = t.clone();
+    let mode = crate::sys::tty::Mode::set(&tty, |raw| {
         raw.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO);
         raw.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
         raw.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
-        let _ = termios::tcsetattr(tty.as_fd(), SetArg::TCSANOW, &raw);
-        let _ = termios::tcflush(tty.as_fd(), termios::FlushArg::TCIFLUSH);
+    });
+    if let Some(g) = &mode {
+        g.drop_typeahead();
     }
     let _ = tty.write_all(menu::render(m).as_bytes());
     let r = talk(&mut tty, m, countdown, bound);
-    if let Some(t) = &saved {
-        let _ = termios::tcsetattr(tty.as_fd(), SetArg::TCSANOW, t);
-    }
+    drop(mode);
     let _ = tty.write_all(b"\n");
     r
 }

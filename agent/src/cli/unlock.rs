@@ -141,15 +141,9 @@ fn outcome(token: &str) -> Option<bool> {
 /// Ask at this terminal with echo off; or, when stdin is no terminal (a script piping the
 /// passphrase), read one line of it. The bytes stay in zeroed-on-drop memory reserved once.
 fn read_passphrase(message: &str, tty: bool) -> Option<Secret> {
-    use nix::sys::termios::{self, LocalFlags, SetArg};
     let stdin = std::io::stdin();
-    let saved = if tty { termios::tcgetattr(&stdin).ok() } else { None };
+    let mode = if tty { crate::sys::tty::Mode::set(&stdin, |t| t.local_flags.remove(nix::sys::termios::LocalFlags::ECHO)) } else { None };
     if tty {
-        if let Some(t) = &saved {
-            let mut quiet = t.clone();
-            quiet.local_flags.remove(LocalFlags::ECHO);
-            let _ = termios::tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
-        }
         eprint!("{message}: ");
         let _ = std::io::stderr().flush();
     }
@@ -167,8 +161,8 @@ fn read_passphrase(message: &str, tty: bool) -> Option<Secret> {
             line.push(byte[0]);
         }
     }
-    if let Some(t) = &saved {
-        let _ = termios::tcsetattr(&stdin, SetArg::TCSANOW, t);
+    if mode.is_some() {
+        drop(mode);
         eprintln!();
     }
     (ended || !line.is_empty()).then_some(line)

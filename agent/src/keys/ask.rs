@@ -7,7 +7,7 @@
 use crate::keys::askfile::Reply;
 use crate::keys::publish;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::termios::{self, LocalFlags, SetArg};
+use nix::sys::termios::LocalFlags;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -229,9 +229,9 @@ impl Drop for Plymouth {
 
 /// The console with echo off while asked; echo is restored on drop (also on errors).
 struct Console {
-    tty: std::fs::File,
-    saved: Option<termios::Termios>,
     line: Secret,
+    tty: std::fs::File,
+    _mode: Option<crate::sys::tty::Mode>,
 }
 
 impl Console {
@@ -241,19 +241,17 @@ impl Console {
             .write(true)
             .open("/dev/console")
             .map_err(|e| AskError::Unavailable(format!("/dev/console: {e}")))?;
-        let saved = termios::tcgetattr(tty.as_fd()).ok();
-        if let Some(t) = &saved {
-            let mut quiet = t.clone();
-            quiet.local_flags.remove(LocalFlags::ECHO);
-            quiet.local_flags.insert(LocalFlags::ICANON);
-            let _ = termios::tcsetattr(tty.as_fd(), SetArg::TCSANOW, &quiet);
-            // What was typed before the question is not its answer.
-            let _ = termios::tcflush(tty.as_fd(), termios::FlushArg::TCIFLUSH);
+        let mode = crate::sys::tty::Mode::set(&tty, |t| {
+            t.local_flags.remove(LocalFlags::ECHO);
+            t.local_flags.insert(LocalFlags::ICANON);
+        });
+        if let Some(m) = &mode {
+            m.drop_typeahead();
         }
         let _ = write!(tty, "{prompt}: ");
         let _ = tty.flush();
         // Reserved to its largest size once: a growing buffer would leave copies behind.
-        Ok(Console { tty, saved, line: Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE)) })
+        Ok(Console { line: Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE)), tty, _mode: mode })
     }
 
     /// Read what was typed; Some at the end of the line.
@@ -281,10 +279,8 @@ impl Console {
 }
 
 impl Drop for Console {
+    /// Ends the prompt's line; the mode guard then puts echo back.
     fn drop(&mut self) {
-        if let Some(t) = &self.saved {
-            let _ = termios::tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, t);
-        }
         let _ = writeln!(self.tty);
     }
 }
