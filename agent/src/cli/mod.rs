@@ -53,6 +53,7 @@ zroam.wait=S (30), zroam.grace=S (2), zroam.force=1 (zfs_force=1), zroam.hostid=
 zroam.readonly=1, zroam.esp=sync|check|off, zroam.esp.budget=S (15), zroam.shell=1,
 zroam.pin=off, zroam.ignore=DEV|SERIAL[,...], zroam.debug=1, init=PATH, quiet,
 resume=DEV, noresume, zroam.resume=discard, zroam.rewind=checkpoint, zroam.menu[=S],
+zroam.net=dhcp|ADDR/PREFIX[,GW][@DEV] (ip=), zroam.key=PATH[:DEV],
 rollback=1, bootfs.snapshot[=NAME], bootfs.rollback[=NAME], rootflags=, and the stock
 tools' zfs=, rpool=, bootfs=, spl_hostid=, rootdelay=, zfs_wait= (see the README).
 ";
