@@ -39,7 +39,7 @@ SHELL_FILES := dracut/90zroam/*.sh initramfs-tools/hooks/zroam initramfs-tools/s
   initramfs-tools/conf.d/zroam initramfs-tools/share/zroam-install.sh \
   mkinitcpio/install/zroam mkinitcpio/hooks/zroam tests/lab/*.sh tests/mkinitcpio/* \
   initramfs-tools/post-update.d/zroam-esp mkinitcpio/post/zroam-esp \
-  initramfs-tools/share/kernel-install/96-zroam-esp.install initramfs-tools/share/key.d/tpm2-creds \
+  initramfs-tools/share/kernel-install/96-zroam-esp.install initramfs-tools/share/key.d/* \
   tests/check-binary.sh tests/fixtures/capture.sh .ci/run
 
 lint:
@@ -128,6 +128,7 @@ install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/zroam
 	install -D -m 0644 initramfs-tools/share/zroam-install.sh $(DESTDIR)$(PREFIX)/lib/zroam/zroam-install.sh
 	install -D -m 0755 initramfs-tools/share/key.d/tpm2-creds $(DESTDIR)$(PREFIX)/share/zroam/key.d/tpm2-creds
+	install -D -m 0755 initramfs-tools/share/key.d/clevis-luks $(DESTDIR)$(PREFIX)/share/zroam/key.d/clevis-luks
 	install -d $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam
 	install -m 0755 dracut/90zroam/*.sh $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/
 	install -m 0644 dracut/90zroam/zroam.service $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/

@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from vmlab import (CACHE, FOREIGN, HERE, OURS, PIN, Lab, Vm, booted, check, concat, cpio_gz, free_port, host_files, lab_args,
-                   on_console2, part_geom, qemu_args, refused, run_suite, sh, ssh_key, ssh_unlock, swtpm_start)
+                   on_console2, part_geom, qemu_args, refused, run_suite, sh, ssh_key, ssh_unlock, swtpm_start, tang_start)
 
 
 # The pools menu offered instead of a refusal when nothing tells the candidates apart.
@@ -476,6 +476,63 @@ def s31_tpm2_creds_hook(lab, e):
     return r
 
 
+CLEVIS_HOOK = os.path.join(HERE, "..", "..", "initramfs-tools", "share", "key.d", "clevis-luks")
+# Clevis's commands are bash scripts over jose, curl and cryptsetup: what the tang pin and
+# `clevis luks list/pass` need (Debian's clevis-initramfs would put the same in its images).
+CLEVIS_SCRIPTS = ["/usr/bin/clevis", "/usr/bin/clevis-decrypt", "/usr/bin/clevis-decrypt-tang", "/usr/bin/clevis-decrypt-sss",
+                  "/usr/bin/clevis-decrypt-null", "/usr/bin/clevis-luks-list", "/usr/bin/clevis-luks-pass",
+                  "/usr/bin/clevis-luks-common-functions"]
+CLEVIS_TOOLS = ["/usr/bin/jose", "/usr/bin/curl", "/bin/bash"]
+
+
+def clevis_bind(img, part, port, adv, work):
+    """Binds the image's LUKS partition to the Tang server at 10.0.2.2:port with `clevis luks
+    bind` on the host (through a loop device over just that partition, detached after)."""
+    off, size = part_geom(img, part)
+    key = os.path.join(work, "clevis-bind.key")
+    with open(key, "w") as f:
+        f.write(PASSPHRASE)
+    loop = sh("losetup", "--find", "--show", "--offset", str(off), "--sizelimit", str(size), img).strip()
+    try:
+        cfg = json.dumps({"url": f"http://10.0.2.2:{port}", "adv": adv})
+        sh("clevis", "luks", "bind", "-y", "-k", key, "-d", loop, "tang", cfg)
+    finally:
+        sh("losetup", "-d", loop)
+        os.unlink(key)
+
+
+def s32_clevis_tang(lab, e):
+    """The shipped clevis-luks key hook: a LUKS mirror bound to a Tang server on the host
+    boots over zroam.net=dhcp with no question; with the server gone the hook fails within
+    its bound and zroam asks."""
+    disks = luks_mirror(lab, "s32")
+    tang, port, adv = tang_start(lab.work, "s32")
+    for img, _ in disks:
+        clevis_bind(img, 2, port, adv, lab.work)
+    with open(CLEVIS_HOOK, "rb") as f:
+        hook = f.read()
+    files = {**host_files(CLEVIS_TOOLS), "/etc/zroam/key.d/60-clevis-luks": (hook, 0o755)}
+    for p in CLEVIS_SCRIPTS:
+        with open(p, "rb") as f:
+            files[p] = (f.read(), 0o755)
+    append = "root=zfs:AUTO zroam.net=dhcp"
+    r = lab.boot("s32a", disks, append=append, extra=files, ssh_port=free_port(), timeout=240)
+    booted(r, "debian", e, child="yes")
+    check(not re.search(ASK, r.serial), "asked for a passphrase although Tang holds the key", e)
+    luks = keys_of(r, "luks")
+    check([k.get("source") for k in luks] == ["key hook 60-clevis-luks"] * 2, f"LUKS records: {luks}", e)
+    check(all(any("clevis: no cryptsetup plugin" in n for n in k.get("notes") or []) for k in luks),
+          f"the Clevis token is not noted as the hook's business: {luks}", e)
+    tang.kill(), tang.wait()
+    r = lab.boot("s32b", disks, append=append, extra=files, ssh_port=free_port(), answers=[(ASK, PASSPHRASE)], timeout=300)
+    booted(r, "debian", e, child="yes")
+    luks = both_opened(r, e, source="passphrase (console)")
+    notes = " ".join((luks[0].get("notes") or []) if luks else [])
+    check("60-clevis-luks failed" in notes and "within 20 s" in notes, f"the hook's failure is not noted: {luks}", e)
+    not_echoed(r, e)
+    return r
+
+
 def trust_of(r):
     return (r.report or {}).get("trust") or {}
 
@@ -665,6 +722,7 @@ SCENARIOS = {
     "26-ssh-unlock-luks": s26_ssh_unlock_luks,
     "30-tpm2-token": s30_tpm2_token,
     "31-tpm2-creds-hook": s31_tpm2_creds_hook,
+    "32-clevis-tang": s32_clevis_tang,
 }
 # Booted by gen_lab only: it needs an image that carries the pin.
 GEN_ONLY = {"16-pinned-image": s16_pinned_image}

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.environ.get("ZROAM_LAB_CACHE", "/var/cache/zroam-lab")
@@ -432,6 +433,13 @@ class Lab:
             if attempt == 1 and QEMU_CRASH.search(r.serial) and "zroam" not in r.serial.lower():
                 log(f"{tag}: QEMU crashed ({QEMU_CRASH.search(r.serial).group(0)}); booting again")
                 continue
+            # A guest that ran out its time without zroam ever speaking stalled in the
+            # firmware, the emulator or the kernel's start, which says nothing of zroam;
+            # once more (a second stall fails the scenario, its console in the log).
+            if attempt == 1 and not kill_on and r.wall >= timeout and "zroam" not in r.serial.lower():
+                tail = " | ".join(r.serial.strip().splitlines()[-3:])
+                log(f"{tag}: no word from zroam in {r.wall:.0f} s (console ends: {tail!r}); booting again")
+                continue
             return r
 
     def run_vm(self, tag, args, mon, hotplug, timeout, on_shell, answers=(), kill_on=None, kill_after=0.3, shell_time=30,
@@ -543,6 +551,27 @@ def swtpm_start(work, tag, state):
 
 
 # --- remote unlock over SSH --------------------------------------------------------------
+
+def tang_start(work, tag):
+    """A Tang server on a loopback port (tangd behind socat, as systemd's socket would run
+    it), which the guest reaches at 10.0.2.2: (process, port, advertisement file)."""
+    db = os.path.join(work, f"{tag}-tang")
+    os.makedirs(db, exist_ok=True)
+    sh("/usr/libexec/tangd-keygen", db)
+    port = free_port()
+    p = subprocess.Popen(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", f"EXEC:/usr/libexec/tangd {db}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _live.add(p)
+    adv = os.path.join(work, f"{tag}-adv.jws")
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/adv", timeout=5) as u, open(adv, "wb") as f:
+                f.write(u.read())
+            break
+        except OSError:
+            time.sleep(0.1)
+    return p, port, adv
+
 
 def free_port():
     """A loopback TCP port free now (QEMU forwards the guest's SSH port to it)."""
@@ -696,9 +725,23 @@ def run_scenario(name, fn, lab, prefix=""):
     note = getattr(r, "note", "") if r else ""
     if e:
         log(f"{prefix}{name}: FAIL: " + "; ".join(e) + f" (logs in {lab.work})")
+        # Repeated under the table with the console's last lines: a CI log is often read
+        # from its end only, and the serial logs stay on a machine that is gone.
+        tail = "\n".join(getattr(r, "serial", "").splitlines()[-FAIL_TAIL:])
+        FAILURES.append(f"{prefix}{name}: " + "; ".join(e) + (f"\n  console's last lines:\n{tail}" if tail else ""))
     else:
         log(f"{prefix}{name}: ok")
     return (prefix.strip(), name, "ok" if not e else "FAIL", tti, f"{time.monotonic() - t:.0f}", note)
+
+
+FAIL_TAIL = 25
+FAILURES = []
+
+
+def print_failures():
+    for f in FAILURES:
+        print(f"FAILED {f}")
+    FAILURES.clear()
 
 
 def print_table(suite, rows, t0):
@@ -708,6 +751,7 @@ def print_table(suite, rows, t0):
     for r in rows:
         print((f"{r[0]:<26} " if wide else "") + f"{r[1]:<22} {r[2]:<6} {r[3]:>11} {r[4]:>8}  {r[5]}")
     failed = sum(r[2] != "ok" for r in rows)
+    print_failures()
     print(f"{suite}: {len(rows) - failed} passed, {failed} failed in {time.monotonic() - t0:.0f} s")
     return failed
 

@@ -101,7 +101,7 @@ fn locked_out(why: Why) {
 /// Run `cmd` on the console as a session leader with the console as its terminal, and wait
 /// for it, reaping whatever else exits meanwhile (as PID 1).
 fn run_on_console(mut cmd: Command, sh: &str) {
-    cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    cmd.env("PATH", crate::boot::setup::PATH);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {

@@ -149,7 +149,7 @@ fn sshd(addr: &str) -> Result<(), String> {
     // -R: host keys made on first use; -s: keys only, no passwords; -j -k: no forwarding.
     let child = std::process::Command::new(dropbear)
         .args(["-F", "-E", "-R", "-s", "-j", "-k", "-p", "22", "-b", banner])
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("PATH", crate::boot::setup::PATH)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)

@@ -4,6 +4,16 @@
 use nix::mount::{mount, MsFlags};
 use std::path::Path;
 
+/// The search path of everything zroam starts as PID 1: the kernel gives init none.
+pub const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Gives the process the search path it lacks (set once, first thing, before any thread).
+pub fn search_path() {
+    if std::env::var_os("PATH").is_none() {
+        std::env::set_var("PATH", PATH);
+    }
+}
+
 const PSEUDO: &[(&str, &str, &str, &str)] = &[
     ("proc", "/proc", "proc", ""),
     ("sysfs", "/sys", "sysfs", ""),

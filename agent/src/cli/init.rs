@@ -12,6 +12,7 @@ pub fn run() -> ExitCode {
     let pid1 = std::process::id() == 1;
     let mut warnings = Vec::new();
     if pid1 {
+        setup::search_path();
         warnings = setup::pseudo_filesystems();
         setup::console_stdio();
     }

@@ -267,8 +267,17 @@ impl Keys {
             .collect();
         // Tokens first: a container they open needs no key file, hook or question.
         let mut open = vec![false; locked.len()];
+        let plugins = if locked.iter().any(|c| !c.tokens.is_empty()) { unlock::token_plugins() } else { Vec::new() };
         for (i, c) in locked.iter().enumerate().filter(|(_, c)| c.version == 2 && !c.tokens.is_empty()) {
-            let kinds = c.tokens.join(", ");
+            let (usable, other) = unlock::usable_tokens(&c.tokens, &plugins);
+            if !other.is_empty() {
+                log::info!("{}: no cryptsetup plugin here for token(s) {}", c.device, other.join(", "));
+                recs[i].notes.push(format!("token(s) {}: no cryptsetup plugin in this image", other.join(", ")));
+            }
+            if usable.is_empty() {
+                continue;
+            }
+            let kinds = usable.join(", ");
             match unlock::open_token(c, ro) {
                 Ok(()) => {
                     recs[i].outcome = KeyOutcome::Opened;

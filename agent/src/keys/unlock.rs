@@ -105,6 +105,47 @@ pub fn open_token(c: &Container, readonly: bool) -> Result<(), String> {
     }
 }
 
+/// Token types cryptsetup handles without a plugin.
+const BUILTIN_TOKENS: &[&str] = &["luks2-keyring"];
+
+/// Where distributions put cryptsetup's token plugins (`libcryptsetup-token-TYPE.so`):
+/// Debian's multiarch /lib/TRIPLET/cryptsetup (a ramdisk does not merge /usr), Arch's
+/// /usr/lib/cryptsetup, Fedora's /usr/lib64/cryptsetup.
+const PLUGIN_ROOTS: &[&str] = &["/lib", "/usr/lib", "/lib64", "/usr/lib64"];
+
+/// The token types this ramdisk has a cryptsetup plugin for.
+pub fn token_plugins() -> Vec<String> {
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for root in PLUGIN_ROOTS {
+        dirs.push(Path::new(root).join("cryptsetup"));
+        // Multiarch subdirectories: /lib/x86_64-linux-gnu/cryptsetup.
+        if let Ok(rd) = std::fs::read_dir(root) {
+            dirs.extend(rd.flatten().map(|e| e.path().join("cryptsetup")).filter(|p| p.is_dir()));
+        }
+    }
+    let mut found: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|rd| rd.flatten())
+        .filter_map(|e| plugin_type(&e.file_name().to_string_lossy()))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// `libcryptsetup-token-systemd-tpm2.so` → `systemd-tpm2`. Pure.
+fn plugin_type(file: &str) -> Option<String> {
+    let t = file.strip_prefix("libcryptsetup-token-")?.strip_suffix(".so")?;
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// Splits a container's token types into those cryptsetup can use here (built in, or with
+/// a plugin in `plugins`) and the others (a Clevis token is a key hook's business). Pure.
+pub fn usable_tokens(tokens: &[String], plugins: &[String]) -> (Vec<String>, Vec<String>) {
+    tokens.iter().cloned().partition(|t| BUILTIN_TOKENS.contains(&t.as_str()) || plugins.contains(t))
+}
+
 /// Has `c` been opened meanwhile, by zroam's name or another (a holder on its device)?
 pub fn is_open(c: &Container) -> bool {
     let name = c.device.rsplit('/').next().unwrap_or_default();
@@ -141,6 +182,18 @@ mod tests {
     const A: &str = "0B1E3A8C-5D2F-4C6E-9A7B-1C2D3E4F5A6B";
     const B: &str = "11111111-2222-3333-4444-555555555555";
     const C: &str = "99999999-2222-3333-4444-555555555555";
+
+    #[test]
+    fn tokens_need_a_plugin_or_cryptsetup_itself() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let plugins = v(&["systemd-tpm2", "systemd-fido2"]);
+        assert_eq!(usable_tokens(&v(&["systemd-tpm2", "clevis"]), &plugins), (v(&["systemd-tpm2"]), v(&["clevis"])));
+        assert_eq!(usable_tokens(&v(&["luks2-keyring"]), &[]), (v(&["luks2-keyring"]), v(&[])));
+        assert_eq!(usable_tokens(&v(&["clevis"]), &plugins), (v(&[]), v(&["clevis"])));
+        assert_eq!(plugin_type("libcryptsetup-token-systemd-tpm2.so"), Some("systemd-tpm2".into()));
+        assert_eq!(plugin_type("libcryptsetup-token-.so"), None);
+        assert_eq!(plugin_type("libcryptsetup.so.12"), None);
+    }
 
     #[test]
     fn which_containers_to_open() {
