@@ -12,6 +12,8 @@
 #   LAB_DROPBEAR=PUBKEY (initramfs-tools): Debian's dropbear-initramfs beside zroam, set up
 #   as its README says (a host key, PUBKEY as authorized_keys) in an overlay of /etc that
 #   only the generator's namespace sees.
+#   LAB_PLYMOUTH=THEME (dracut-*): Debian's plymouth, unpacked and laid over /usr, with
+#   THEME (text or details) set in an overlay of /etc; dracut's plymouth module takes it.
 set -euo pipefail
 shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,8 +21,9 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=builder.sh
 source "$here/builder.sh"
 
-bin=$(realpath "$1") kind=$2 stock=$3 pin=${4:-} dropbear=${LAB_DROPBEAR:-}
+bin=$(realpath "$1") kind=$2 stock=$3 pin=${4:-} dropbear=${LAB_DROPBEAR:-} plymouth=${LAB_PLYMOUTH:-}
 [ -z "$dropbear" ] || [ "$kind" = initramfs-tools ] || { echo "LAB_DROPBEAR is for initramfs-tools" >&2; exit 2; }
+case $kind:$plymouth in *: | dracut-*:text | dracut-*:details) ;; *) echo "LAB_PLYMOUTH is text or details, for dracut" >&2; exit 2 ;; esac
 HOSTID=5eed1234
 case $kind in dracut-systemd | dracut-shell | initramfs-tools) ;; *) echo "unknown kind $kind" >&2; exit 2 ;; esac
 case $stock in with | without | only) ;; *) echo "stock must be with, without or only" >&2; exit 2 ;; esac
@@ -30,8 +33,9 @@ key=$( (cd "$repo" && cat "$here/gen-images.sh"
   [ "$stock" = only ] || { cat "$bin" Makefile; find dracut/90zroam initramfs-tools -type f | LC_ALL=C sort | xargs cat; }
   [ -z "$pin" ] || cat "$pin"
   [ -z "$dropbear" ] || { echo dropbear; cat "$dropbear"; }
+  [ -z "$plymouth" ] || echo "plymouth $plymouth"
   echo "$LAB_KVER $kind $stock"; dpkg-query -W dracut-core initramfs-tools zfsutils-linux) | sha256sum | cut -c1-16)
-out=$ZROAM_LAB_CACHE/gen/$kind-$stock${pin:+-pinned}${dropbear:+-dropbear}-$key.img
+out=$ZROAM_LAB_CACHE/gen/$kind-$stock${pin:+-pinned}${dropbear:+-dropbear}${plymouth:+-plymouth}-$key.img
 [ -s "$out" ] && { echo "$out"; exit 0; }
 mkdir -p "$(dirname "$out")"
 
@@ -48,6 +52,17 @@ if [ "$stock" != without ]; then
   cp -n "$tmp"/zfs-*.deb "$ZROAM_LAB_CACHE/debs/" 2>/dev/null || true
   for d in "$tmp"/zfs-dracut_*.deb "$tmp"/zfs-initramfs_*.deb; do dpkg-deb -x "$d" "$tmp/stock"; done
 fi
+# Debian packages the lab lays over the host's tree: NAME... unpacked into $tmp/NAME.
+unpack() {
+  local into=$tmp/$1 d
+  shift
+  mkdir -p "$ZROAM_LAB_CACHE/debs" "$into"
+  for d in "$@"; do
+    (cd "$tmp" && apt-get download -q "$d" >/dev/null 2>&1) || cp "$ZROAM_LAB_CACHE/debs/${d}"_*.deb "$tmp/"
+    cp -n "$tmp/${d}"_*.deb "$ZROAM_LAB_CACHE/debs/" 2>/dev/null || true
+    dpkg-deb -x "$tmp/${d}"_*.deb "$into"
+  done
+}
 printf '%b' "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" >"$tmp/hostid"
 
 # The generator's directory as it would be with the packages installed.
@@ -64,6 +79,17 @@ dracut-*)
   [ "$kind" = dracut-shell ] && omit="systemd systemd-initrd dracut-systemd"
   gen=(dracut --force --no-hostonly --no-early-microcode --reproducible --compress gzip
     --add "$mods" ${omit:+--omit "$omit"} --kver "$LAB_KVER" "$tmp/out.img")
+  if [ -n "$plymouth" ]; then
+    unpack plymouth plymouth libplymouth5
+    mkdir -p "$tmp/etc-up/plymouth" "$tmp/etc-work"
+    printf '[Daemon]\nTheme=%s\n' "$plymouth" >"$tmp/etc-up/plymouth/plymouthd.conf"
+    cp "$tmp/hostid" "$tmp/etc-up/hostid"
+    # shellcheck disable=SC2016 # the inline script expands its own arguments
+    # The overlay of /usr covers the view bound at dracut's modules.d: bound again on it.
+    gen=(sh -c 'mount -t overlay overlay -o "lowerdir=$0/plymouth/usr:/usr" /usr &&
+      mount --bind "$0/view" /usr/lib/dracut/modules.d &&
+      mount -t overlay overlay -o "lowerdir=/etc,upperdir=$0/etc-up,workdir=$0/etc-work" /etc && exec "$@"' "$tmp" "${gen[@]}")
+  fi
   ;;
 initramfs-tools)
   mkdir -p "$view"
@@ -73,11 +99,7 @@ initramfs-tools)
   mnt=/usr/share/initramfs-tools
   gen=(mkinitramfs -o "$tmp/out.img" "$LAB_KVER")
   if [ -n "$dropbear" ]; then
-    (cd "$tmp" && apt-get download -q dropbear-initramfs >/dev/null 2>&1) ||
-      cp "$ZROAM_LAB_CACHE"/debs/dropbear-initramfs_*.deb "$tmp/"
-    mkdir -p "$ZROAM_LAB_CACHE/debs"
-    cp -n "$tmp"/dropbear-initramfs_*.deb "$ZROAM_LAB_CACHE/debs/" 2>/dev/null || true
-    dpkg-deb -x "$tmp"/dropbear-initramfs_*.deb "$tmp/dropbear"
+    unpack dropbear dropbear-initramfs
     cp -a "$tmp/dropbear/usr/share/initramfs-tools/." "$view/"
     # What the package's postinst and its README leave in /etc/dropbear/initramfs.
     mkdir -p "$tmp/etc-up/dropbear/initramfs" "$tmp/etc-work"

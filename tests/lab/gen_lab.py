@@ -18,7 +18,7 @@ mirror (scenario 16 with the image's own pin). The images without the stock modu
 snapshot as a clone and drive the menu on the console (be_lab's GEN_ONLY).
 
 usage: gen_lab.py ZROAM_BINARY [CASE...]   CASE: KIND-with | KIND-without | KIND-pinned | mkinitcpio[-pinned]
-                                           | initramfs-tools-dropbear
+                                           | initramfs-tools-dropbear | dracut-shell-plymouth
 """
 import concurrent.futures
 import os
@@ -63,6 +63,8 @@ def image(binary, case):
         with open(keyfile, "w") as f:
             f.write(pub)
         return generator_initrd(binary, "initramfs-tools", "without", dropbear=keyfile), list(boot_lab.DROPBEAR_ONLY), []
+    if case == "dracut-shell-plymouth":
+        return generator_initrd(binary, "dracut-shell", "without", plymouth="details"), list(boot_lab.PLYMOUTH_ONLY), []
     kind, stock = case.rsplit("-", 1)
     if stock == "pinned":
         return generator_initrd(binary, kind, "without", mirror_pin(binary)), ["16-pinned-image"], []
@@ -86,7 +88,8 @@ def run_case(binary, case):
     if missing:
         rows.append((case, "build API calls", "FAIL", "-", "0", "not called: " + ", ".join(missing)))
         log(f"{case}: the install hook did not call: {', '.join(missing)}")
-    every = {**boot_lab.SCENARIOS, **boot_lab.GEN_ONLY, **be_lab.GEN_ONLY, **boot_lab.SYSTEMD_ONLY, **boot_lab.DROPBEAR_ONLY}
+    every = {**boot_lab.SCENARIOS, **boot_lab.GEN_ONLY, **be_lab.GEN_ONLY, **boot_lab.SYSTEMD_ONLY, **boot_lab.DROPBEAR_ONLY,
+             **boot_lab.PLYMOUTH_ONLY}
     rows += [run_scenario(n, every[n], lab, prefix=f"{case} ") for n in scenarios]
     if all(r[2] == "ok" for r in rows):
         shutil.rmtree(lab.work, ignore_errors=True)
@@ -99,7 +102,7 @@ def main():
         return 2
     binary, args = parsed
     cases = args or [f"{k}-{s}" for k in KINDS for s in ("without", "with", "pinned")] + [
-        "initramfs-tools-dropbear", "mkinitcpio", "mkinitcpio-pinned"]
+        "initramfs-tools-dropbear", "dracut-shell-plymouth", "mkinitcpio", "mkinitcpio-pinned"]
     # Cases are independent: LAB_JOBS guests at a time (no scenario here asserts timing).
     jobs = int(os.environ.get("LAB_JOBS", "2"))
     t0 = time.monotonic()

@@ -668,10 +668,11 @@ def ssh_unlock(port, key, passphrase, timeout=150, command="zroam unlock"):
     return transcript.decode(errors="replace")
 
 
-def generator_initrd(binary, kind, stock, pin=None, dropbear=None):
+def generator_initrd(binary, kind, stock, pin=None, dropbear=None, plymouth=None):
     """The ramdisk a real generator made (gen-images.sh KIND STOCK [PIN]), cached; dropbear:
-    a public key, for an initramfs-tools image with dropbear-initramfs."""
-    env = dict(os.environ, LAB_DROPBEAR=dropbear) if dropbear else None
+    a public key, for an initramfs-tools image with dropbear-initramfs; plymouth: a theme
+    (text, details), for a dracut image with Plymouth."""
+    env = dict(os.environ, LAB_DROPBEAR=dropbear or "", LAB_PLYMOUTH=plymouth or "")
     return sh("bash", os.path.join(HERE, "gen-images.sh"), binary, kind, stock, *([pin] if pin else []), env=env).strip()
 
 
