@@ -42,11 +42,17 @@ install() {
     # Optional: cryptsetup for ZFS on LUKS; systemd-ask-password for passphrases when the
     # image has systemd's password agents (plymouth's own module brings plymouth).
     inst_multiple -o cryptsetup systemd-ask-password
+    local f
+    if command -v cryptsetup >/dev/null; then
+        for f in $(zroam_luks_extras); do
+            inst_multiple -o "$f"
+        done
+    fi
     # glibc loads libgcc_s at run time for zpool's threads; ldd does not list it.
     inst_libdir_file "libgcc_s.so*"
     [[ -f /etc/hostid ]] && inst_simple -H /etc/hostid
     # The root pin, zroam.conf and (shell=password) root's shadow entry and sulogin.
-    local etc f
+    local etc
     etc=$(mktemp -d)
     for f in $(zroam_stage_etc "$etc"); do
         inst_simple "$etc/$f" "/$f"
@@ -54,6 +60,10 @@ install() {
             inst_multiple -o sulogin
             grep -qs '^root:' "$initdir/etc/passwd" || grep '^root:' /etc/passwd >>"$initdir/etc/passwd"
         fi
+    done
+    # What the key hooks need (their "# zroam-needs:" lines).
+    for f in $(zroam_hook_needs "$etc"); do
+        inst_multiple -o "$f"
     done
     rm -rf "$etc"
 

@@ -28,6 +28,64 @@ zroam_libgcc_s() (
     return 1
 )
 
+# Directories a library named without a path is looked for in (Debian's multiarch ones,
+# then Arch's and Fedora's).
+zroam_libdirs="/lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu /usr/lib /usr/lib64 /lib"
+
+# The files NAME stands for on this host, one a line: an absolute path (a shell pattern) as
+# it is, a library (lib*.so*) in zroam_libdirs, a program in PATH. Fails if there is none.
+zroam_resolve() (
+    case $1 in
+    /*)
+        found=1
+        for f in $1; do [ -e "$f" ] && echo "$f" && found=0; done
+        return $found
+        ;;
+    lib*.so*)
+        for d in $zroam_libdirs; do
+            [ -e "$d/$1" ] && { echo "$d/$1"; return 0; }
+        done
+        return 1
+        ;;
+    *) command -v "$1" ;;
+    esac
+)
+
+# What zroam's LUKS unlocking loads at run time besides cryptsetup itself (dlopen: ldd does
+# not list it): cryptsetup's token plugins, so that a LUKS2 TPM2 token enrolled with
+# systemd-cryptenroll opens with no question, and the tpm2-tss libraries the TPM2 plugin
+# loads. Prints what this host has, one file a line.
+zroam_luks_extras() (
+    plugins=$(zroam_resolve "/lib/x86_64-linux-gnu/cryptsetup/libcryptsetup-token-*.so" ||
+        zroam_resolve "/usr/lib/cryptsetup/libcryptsetup-token-*.so" ||
+        zroam_resolve "/usr/lib64/cryptsetup/libcryptsetup-token-*.so") || return 0
+    echo "$plugins"
+    # shellcheck disable=SC2086 # a word list, split on purpose
+    case $plugins in *systemd-tpm2*) zroam_needs $zroam_tpm2_libs ;; esac
+)
+zroam_tpm2_libs="libtss2-esys.so.0 libtss2-rc.so.0 libtss2-mu.so.0 libtss2-tcti-device.so.0 libtss2-tctildr.so.0"
+
+# The files for the NAMEs (zroam_resolve), one a line; the names this host lacks are named
+# on stderr by the caller's WHAT ($zroam_needed_by) and skipped.
+zroam_needs() (
+    for n in "$@"; do
+        zroam_resolve "$n" || echo "zroam: ${zroam_needed_by:-the image} needs $n, which this host lacks" >&2
+    done
+    return 0
+)
+
+# What the key hooks staged under $1 (etc/zroam/key.d) need in the image: each names it on
+# a line "# zroam-needs: NAME..." (programs, libraries, absolute paths). Prints the files,
+# one a line, for the caller to install with its generator's binary installer (which adds
+# their libraries).
+zroam_hook_needs() (
+    for h in "$1"/etc/zroam/key.d/*; do
+        [ -f "$h" ] || continue
+        # shellcheck disable=SC2046 # the names are a word list
+        zroam_needed_by="key hook ${h##*/}" zroam_needs $(sed -n 's/^# zroam-needs://p' "$h")
+    done
+)
+
 # The files zroam reads from the image's /etc, staged under $1; prints each one's path
 # relative to $1, one a line, for the caller to put into its image:
 # - etc/zroam/root.pin: the root's identity. $ZROAM_PIN names a pin file to use (a stick's

@@ -12,6 +12,8 @@
 #   LAB_DROPBEAR=PUBKEY (initramfs-tools): Debian's dropbear-initramfs beside zroam, set up
 #   as its README says (a host key, PUBKEY as authorized_keys) in an overlay of /etc that
 #   only the generator's namespace sees.
+#   LAB_KEYD=DIR: key hooks the image carries (ZROAM_KEYD), with what they need; without it
+#   none (never the lab host's /etc/zroam/key.d).
 #   LAB_PLYMOUTH=THEME (dracut-*): Debian's plymouth, unpacked and laid over /usr, with
 #   THEME (text or details) set in an overlay of /etc; dracut's plymouth module takes it.
 set -euo pipefail
@@ -21,7 +23,7 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=builder.sh
 source "$here/builder.sh"
 
-bin=$(realpath "$1") kind=$2 stock=$3 pin=${4:-} dropbear=${LAB_DROPBEAR:-} plymouth=${LAB_PLYMOUTH:-}
+bin=$(realpath "$1") kind=$2 stock=$3 pin=${4:-} dropbear=${LAB_DROPBEAR:-} plymouth=${LAB_PLYMOUTH:-} keyd=${LAB_KEYD:-}
 [ -z "$dropbear" ] || [ "$kind" = initramfs-tools ] || { echo "LAB_DROPBEAR is for initramfs-tools" >&2; exit 2; }
 case $kind:$plymouth in *: | dracut-*:text | dracut-*:details) ;; *) echo "LAB_PLYMOUTH is text or details, for dracut" >&2; exit 2 ;; esac
 HOSTID=5eed1234
@@ -34,8 +36,9 @@ key=$( (cd "$repo" && cat "$here/gen-images.sh"
   [ -z "$pin" ] || cat "$pin"
   [ -z "$dropbear" ] || { echo dropbear; cat "$dropbear"; }
   [ -z "$plymouth" ] || echo "plymouth $plymouth"
+  [ -z "$keyd" ] || { echo keyd; cat "$keyd"/*; }
   echo "$LAB_KVER $kind $stock"; dpkg-query -W dracut-core initramfs-tools zfsutils-linux) | sha256sum | cut -c1-16)
-out=$ZROAM_LAB_CACHE/gen/$kind-$stock${pin:+-pinned}${dropbear:+-dropbear}${plymouth:+-plymouth}-$key.img
+out=$ZROAM_LAB_CACHE/gen/$kind-$stock${pin:+-pinned}${dropbear:+-dropbear}${plymouth:+-plymouth}${keyd:+-keyd}-$key.img
 [ -s "$out" ] && { echo "$out"; exit 0; }
 mkdir -p "$(dirname "$out")"
 
@@ -117,7 +120,9 @@ esac
 # The generators reset PATH: ZROAM_BIN names the staged binary, ZROAM_LIBDIR the staged
 # install helper (PREFIX/lib/zroam is not in the view); each hook honours them.
 # shellcheck disable=SC2016 # the inline script expands its own arguments
-ZROAM_PIN=$pin ZROAM_BIN=$tmp/dest/usr/sbin/zroam ZROAM_LIBDIR=$tmp/dest/usr/lib/zroam unshare -m bash -c '
+# Nothing of the lab host's /etc/zroam goes in: only what the case names.
+ZROAM_PIN=$pin ZROAM_KEYD=${keyd:-/nonexistent} ZROAM_CREDS=/nonexistent ZROAM_CONF=/nonexistent ZROAM_BIN=$tmp/dest/usr/sbin/zroam ZROAM_LIBDIR=$tmp/dest/usr/lib/zroam \
+  unshare -m bash -c '
   set -e
   mount --bind "$1" "$2"
   mount --bind "$3" /etc/hostid

@@ -668,11 +668,11 @@ def ssh_unlock(port, key, passphrase, timeout=150, command="zroam unlock"):
     return transcript.decode(errors="replace")
 
 
-def generator_initrd(binary, kind, stock, pin=None, dropbear=None, plymouth=None):
+def generator_initrd(binary, kind, stock, pin=None, dropbear=None, plymouth=None, keyd=None):
     """The ramdisk a real generator made (gen-images.sh KIND STOCK [PIN]), cached; dropbear:
     a public key, for an initramfs-tools image with dropbear-initramfs; plymouth: a theme
-    (text, details), for a dracut image with Plymouth."""
-    env = dict(os.environ, LAB_DROPBEAR=dropbear or "", LAB_PLYMOUTH=plymouth or "")
+    (text, details), for a dracut image with Plymouth; keyd: a directory of key hooks."""
+    env = dict(os.environ, LAB_DROPBEAR=dropbear or "", LAB_PLYMOUTH=plymouth or "", LAB_KEYD=keyd or "")
     return sh("bash", os.path.join(HERE, "gen-images.sh"), binary, kind, stock, *([pin] if pin else []), env=env).strip()
 
 

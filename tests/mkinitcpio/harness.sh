@@ -6,7 +6,8 @@
 # "$mount_handler" /new_root, then switch_root). It runs zroam's real install and runtime
 # hooks (mkinitcpio/install/zroam, mkinitcpio/hooks/zroam).
 # Usage: harness.sh ZROAM_BINARY [PIN] -> prints the image path; IMAGE.calls lists the API
-# calls. PIN: a root pin file the install hook puts in the image (ZROAM_PIN).
+# calls. PIN: a root pin file the install hook puts in the image (ZROAM_PIN). LAB_KEYD: a
+# directory of key hooks the image carries (ZROAM_KEYD), with what they need.
 set -euo pipefail
 shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,11 +19,13 @@ ZROAM_BIN=$(realpath "$1")
 # The hook is sourced from the source tree: its shared install helper is there too.
 ZROAM_LIBDIR=$repo/initramfs-tools/share
 ZROAM_PIN=${2:+$(realpath "$2")}
-export ZROAM_BIN ZROAM_LIBDIR ZROAM_PIN
+# LAB_KEYD: key hooks the image carries (never the lab host's /etc/zroam/key.d).
+ZROAM_KEYD=${LAB_KEYD:-/nonexistent} ZROAM_CREDS=/nonexistent ZROAM_CONF=/nonexistent
+export ZROAM_BIN ZROAM_LIBDIR ZROAM_PIN ZROAM_KEYD ZROAM_CREDS ZROAM_CONF
 HOSTID=5eed1234
 key=$( (cat "$0" "$ZROAM_BIN" "$repo"/mkinitcpio/*/zroam "$ZROAM_LIBDIR"/zroam-install.sh; echo "$LAB_KVER"
-  [ -z "$ZROAM_PIN" ] || cat "$ZROAM_PIN") | sha256sum | cut -c1-16)
-out=$ZROAM_LAB_CACHE/gen/mkinitcpio${ZROAM_PIN:+-pinned}-$key.img
+  [ -z "$ZROAM_PIN" ] || cat "$ZROAM_PIN"; [ -z "${LAB_KEYD:-}" ] || cat "$LAB_KEYD"/*) | sha256sum | cut -c1-16)
+out=$ZROAM_LAB_CACHE/gen/mkinitcpio${ZROAM_PIN:+-pinned}${LAB_KEYD:+-keyd}-$key.img
 [ -s "$out" ] && { echo "$out"; exit 0; }
 mkdir -p "$(dirname "$out")"
 
