@@ -344,9 +344,10 @@ SECOND_SHELL = {
 }
 
 
-def from_second_console(lab, tag, e, disks, command, via):
+def from_second_console(lab, tag, e, disks, command, via, extra=None):
     """A dracut systemd image: the question zroam publishes is answered by `command` run in
-    a shell on the second console (systemd's console agent asks on the first meanwhile)."""
+    a shell on the second console (systemd's console agent asks on the first meanwhile);
+    extra: more files for the image."""
     sock = os.path.join(lab.work, f"{tag}.console2")
     session = {}
 
@@ -354,7 +355,7 @@ def from_second_console(lab, tag, e, disks, command, via):
         session["out"] = on_console2(sock, command, PASSPHRASE, prompt=rb"# ?$")
         return None
 
-    r = lab.boot(tag, disks, append="root=zfs:AUTO rd.systemd.debug_shell", extra=SECOND_SHELL,
+    r = lab.boot(tag, disks, append="root=zfs:AUTO rd.systemd.debug_shell", extra={**SECOND_SHELL, **(extra or {})},
                  answers=[(ASK, answer)], console2=sock)
     out = session.get("out", "")
     with open(os.path.join(lab.work, f"{tag}.console2.log"), "w") as f:
@@ -383,6 +384,36 @@ def s28_unlock_second_console(lab, e):
     r = from_second_console(lab, "s28", e, luks_mirror(lab, "s28"), "zroam unlock", "agent zroam")
     booted(r, "debian", e, child="yes")
     both_opened(r, e, source="passphrase (agent zroam)")
+    return r
+
+
+# The lab's own agent, by the protocol's documentation alone: the first ask file's Message
+# and Socket, the answer asked with echo off and sent as "+PASSPHRASE" by systemd's reply
+# helper (systemd-reply-password, in every systemd initramfs).
+LAB_AGENT = b"""#!/bin/sh
+for f in /run/systemd/ask-password/ask.*; do break; done
+[ -f "$f" ] || { echo "lab-agent: no question"; exit 1; }
+msg=$(sed -n 's/^Message=//p' "$f")
+sock=$(sed -n 's/^Socket=//p' "$f")
+printf '%s: ' "$msg"
+stty -echo
+read -r p
+stty echo
+echo
+printf '%s' "$p" | /usr/lib/systemd/systemd-reply-password 1 "$sock"
+"""
+
+
+def s34_lab_agent(lab, e):
+    """A lab script speaking the ask-password protocol on the second console answers the
+    LUKS mirror's question."""
+    # stty needs only libc, which the image has (host_files would add /lib as a directory
+    # over the image's /lib -> usr/lib link).
+    with open("/usr/bin/stty", "rb") as f:
+        extra = {"/usr/local/bin/lab-agent": (LAB_AGENT, 0o755), "/usr/bin/stty": (f.read(), 0o755)}
+    r = from_second_console(lab, "s34", e, luks_mirror(lab, "s34"), "lab-agent", "agent systemd-reply-p", extra=extra)
+    booted(r, "debian", e, child="yes")
+    both_opened(r, e, source="passphrase (agent systemd-reply-p)")
     return r
 
 
@@ -745,7 +776,8 @@ SCENARIOS = {
 # Booted by gen_lab only: it needs an image that carries the pin.
 GEN_ONLY = {"16-pinned-image": s16_pinned_image}
 # Booted by gen_lab in the dracut systemd image: systemd's own agents answer.
-SYSTEMD_ONLY = {"27-tty-agent": s27_tty_agent, "28-unlock-second-console": s28_unlock_second_console}
+SYSTEMD_ONLY = {"27-tty-agent": s27_tty_agent, "28-unlock-second-console": s28_unlock_second_console,
+                "34-lab-agent": s34_lab_agent}
 # Booted by gen_lab in an initramfs-tools image with dropbear-initramfs.
 DROPBEAR_ONLY = {"29-dropbear-initramfs": s29_dropbear_initramfs}
 # Booted by gen_lab in a dracut image with Plymouth.
