@@ -13,13 +13,22 @@ FUZZ_ENV := RUSTC_BOOTSTRAP=1
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: install uninstall all build setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-be lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
+.PHONY: install uninstall all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-be lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
 
 all: build
 
 build:
 	cargo build --release --locked
 	cargo build --release --locked --example forge_label
+
+# The man pages, from their scdoc sources (tests/check-docs.py keeps them in step with the
+# code and the README).
+MAN := target/man/zroam.8 target/man/zroam-boot.7
+man: $(MAN)
+target/man/%: docs/man/%.scd
+	@mkdir -p target/man
+	@command -v scdoc >/dev/null || { echo "make: scdoc makes the man pages: apt install scdoc" >&2; exit 1; }
+	scdoc <$< >$@
 
 # Host packages for the VM lab (QEMU, OpenZFS DKMS for the guest kernel, image tools).
 setup:
@@ -46,6 +55,7 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --all-targets --locked -- -D warnings
 	shellcheck -x -P SCRIPTDIR $(SHELL_FILES)
+	python3 tests/check-docs.py
 
 unit:
 	cargo test --locked
@@ -117,18 +127,20 @@ clean:
 KERNEL_INSTALL_DIR ?= /usr/lib/kernel/install.d
 INITRAMFS_POST_UPDATE_DIR ?= /etc/initramfs/post-update.d
 MKINITCPIO_POST_DIR ?= /usr/lib/initcpio/post
-INSTALLED := $(PREFIX)/sbin/zroam $(PREFIX)/lib/zroam $(PREFIX)/share/zroam $(PREFIX)/lib/dracut/modules.d/90zroam \
+INSTALLED := $(PREFIX)/sbin/zroam $(PREFIX)/share/man/man8/zroam.8 $(PREFIX)/share/man/man7/zroam-boot.7 $(PREFIX)/lib/zroam $(PREFIX)/share/zroam $(PREFIX)/lib/dracut/modules.d/90zroam \
   $(PREFIX)/share/initramfs-tools/hooks/zroam $(PREFIX)/share/initramfs-tools/scripts/zroam \
   $(PREFIX)/share/initramfs-tools/conf.d/zroam \
   $(PREFIX)/lib/initcpio/install/zroam $(PREFIX)/lib/initcpio/hooks/zroam \
   $(KERNEL_INSTALL_DIR)/96-zroam-esp.install $(INITRAMFS_POST_UPDATE_DIR)/zroam-esp \
   $(MKINITCPIO_POST_DIR)/zroam-esp
 
-install: build
+install: build man
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/zroam
+	install -D -m 0644 target/man/zroam.8 $(DESTDIR)$(PREFIX)/share/man/man8/zroam.8
+	install -D -m 0644 target/man/zroam-boot.7 $(DESTDIR)$(PREFIX)/share/man/man7/zroam-boot.7
 	install -D -m 0644 initramfs-tools/share/zroam-install.sh $(DESTDIR)$(PREFIX)/lib/zroam/zroam-install.sh
-	install -D -m 0755 initramfs-tools/share/key.d/tpm2-creds $(DESTDIR)$(PREFIX)/share/zroam/key.d/tpm2-creds
-	install -D -m 0755 initramfs-tools/share/key.d/clevis-luks $(DESTDIR)$(PREFIX)/share/zroam/key.d/clevis-luks
+	install -d $(DESTDIR)$(PREFIX)/share/zroam/key.d
+	install -m 0755 initramfs-tools/share/key.d/* $(DESTDIR)$(PREFIX)/share/zroam/key.d/
 	install -d $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam
 	install -m 0755 dracut/90zroam/*.sh $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/
 	install -m 0644 dracut/90zroam/zroam.service $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/
