@@ -13,7 +13,7 @@ FUZZ_ENV := RUSTC_BOOTSTRAP=1
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: install uninstall all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-be lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
+.PHONY: install uninstall deb all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-be lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
 
 all: build
 
@@ -49,7 +49,7 @@ SHELL_FILES := dracut/90zroam/*.sh initramfs-tools/hooks/zroam initramfs-tools/s
   mkinitcpio/install/zroam mkinitcpio/hooks/zroam tests/lab/*.sh tests/mkinitcpio/* \
   initramfs-tools/post-update.d/zroam-esp mkinitcpio/post/zroam-esp \
   initramfs-tools/share/kernel-install/96-zroam-esp.install initramfs-tools/share/key.d/* \
-  tests/check-binary.sh tests/fixtures/capture.sh .ci/run
+  tests/check-binary.sh tests/fixtures/capture.sh agent/debian/build-deb.sh agent/debian/postrm .ci/run
 
 lint:
 	cargo fmt --all --check
@@ -152,6 +152,13 @@ install: build man
 	install -D -m 0755 initramfs-tools/share/kernel-install/96-zroam-esp.install $(DESTDIR)$(KERNEL_INSTALL_DIR)/96-zroam-esp.install
 	install -D -m 0755 initramfs-tools/post-update.d/zroam-esp $(DESTDIR)$(INITRAMFS_POST_UPDATE_DIR)/zroam-esp
 	install -D -m 0755 mkinitcpio/post/zroam-esp $(DESTDIR)$(MKINITCPIO_POST_DIR)/zroam-esp
+
+# The Debian package, from the tree `make install` gives (agent/debian/build-deb.sh).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml)
+deb: build man
+	rm -rf target/deb
+	$(MAKE) -s install DESTDIR=$(CURDIR)/target/deb/root PREFIX=/usr
+	bash agent/debian/build-deb.sh target/deb/root target/debian $(VERSION)
 
 uninstall:
 	rm -rf $(addprefix $(DESTDIR),$(INSTALLED))
