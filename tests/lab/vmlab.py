@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -352,6 +353,7 @@ class Lab:
         self.initrd = initrd or sh("bash", os.path.join(HERE, "boot-initrd.sh"), binary).strip()
         self.images = boot_images(*sets)
         self.work = tempfile.mkdtemp(prefix="zroam-boot-", dir=os.environ.get("TMPDIR", "/tmp"))
+        self.boots = []
         self.pins = {}
 
     def disk(self, image, n, tag):
@@ -480,6 +482,10 @@ class Lab:
             f.write(serial)
         r = Result(serial, time.monotonic() - t0, self.prompt, self.outcome)
         r.answered = answered
+        r.tag = tag
+        # Every boot, by the thread that made it: a failed scenario shows the consoles of
+        # its boots that did not reach the BE (run_scenario).
+        self.boots.append((threading.get_ident(), r))
         return r
 
     def converse(self, vm, timeout, on_shell, answers, answered):
@@ -718,6 +724,7 @@ def run_scenario(name, fn, lab, prefix=""):
     """Runs one scenario: a row (case, scenario, result, BE init uptime, wall s, note)."""
     e = []
     t = time.monotonic()
+    first_boot = len(lab.boots)
     try:
         r = fn(lab, e)
     except Exception as x:  # a broken scenario is a failure, not a crash of the suite
@@ -726,10 +733,13 @@ def run_scenario(name, fn, lab, prefix=""):
     note = getattr(r, "note", "") if r else ""
     if e:
         log(f"{prefix}{name}: FAIL: " + "; ".join(e) + f" (logs in {lab.work})")
-        # Repeated under the table with the console's last lines: a CI log is often read
-        # from its end only, and the serial logs stay on a machine that is gone.
-        tail = "\n".join(getattr(r, "serial", "").splitlines()[-FAIL_TAIL:])
-        FAILURES.append(f"{prefix}{name}: " + "; ".join(e) + (f"\n  console's last lines:\n{tail}" if tail else ""))
+        # Repeated under the table with the consoles' last lines: a CI log is often read
+        # from its end only, and the serial logs stay on a machine that is gone. The boots
+        # of this scenario that did not reach the BE's init, else its last boot.
+        mine = [b for tid, b in lab.boots[first_boot:] if tid == threading.get_ident()]
+        shown = [b for b in mine if b.be is None] or mine[-1:]
+        tails = "".join(f"\n  {b.tag}: console's last lines:\n" + "\n".join(b.serial.splitlines()[-FAIL_TAIL:]) for b in shown)
+        FAILURES.append(f"{prefix}{name}: " + "; ".join(e) + tails)
     else:
         log(f"{prefix}{name}: ok")
     return (prefix.strip(), name, "ok" if not e else "FAIL", tti, f"{time.monotonic() - t:.0f}", note)

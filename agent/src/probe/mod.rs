@@ -433,6 +433,11 @@ pub fn probe_cached(opts: &Options, cache: &mut Cache) -> ProbeReport {
                 let p = cache.answer(k.clone(), p);
                 if let Some(pos) = open.iter().position(|&i| keys[i] == k) {
                     results[open.swap_remove(pos)] = Some(p);
+                } else if let Some(i) = keys.iter().position(|x| *x == k) {
+                    // A read an earlier pass left in flight answered during this one: this
+                    // pass reports it (its "still reading" would otherwise stand, with no
+                    // read pending to call for another pass).
+                    results[i] = Some(p);
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -455,6 +460,14 @@ pub fn probe_cached(opts: &Options, cache: &mut Cache) -> ProbeReport {
         // uses them.
         if queued == 0 && stuck == open.len() && !open.is_empty() {
             break;
+        }
+    }
+    // Answers that came after the loop: reported now, not left for a pass that may not come.
+    while let Ok((k, p)) = cache.rx.try_recv() {
+        let p = cache.answer(k.clone(), p);
+        if let Some(i) = keys.iter().position(|x| *x == k) {
+            open.retain(|&j| j != i);
+            results[i] = Some(p);
         }
     }
     // Devices no thread took up are read by a later pass.
@@ -611,6 +624,42 @@ mod tests {
             rep = probe_cached(&opts, &mut cache);
         }
         assert!(rep.pending.is_empty(), "{:?}", rep.pending);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A read that an earlier pass left in flight and that answers while a later pass is
+    /// busy with other devices is reported by that pass: nothing says "still reading" once
+    /// no read is pending (the wait loop probes again only while one is).
+    #[test]
+    fn a_late_answer_is_reported_by_the_pass_it_comes_in() {
+        let dir = std::env::temp_dir().join(format!("zroam-late-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let late = dir.join("late");
+        std::fs::write(&late, vec![0u8; 1 << 20]).unwrap();
+        // A device this pass reads, which answers only after the late one has.
+        let slow = dir.join("slow");
+        fifo(&slow);
+        let opts = Options { paths: vec![late.clone(), slow.clone()], device_timeout: Duration::from_secs(4), ..Options::default() };
+        let mut cache = Cache::default();
+        let key = cache_key(&dev_for_path(&late));
+        // As an earlier pass leaves it: started, not answered.
+        cache.inflight.insert(key.clone(), Instant::now());
+        let tx = cache.tx.clone();
+        let answer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            tx.send((key, Probed { contents: Contents::default(), error: None, size: 1 << 20, elapsed: Duration::ZERO })).unwrap();
+        });
+        let unblock = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(600));
+            drop(std::fs::OpenOptions::new().write(true).open(&slow).unwrap());
+        });
+        let rep = probe_cached(&opts, &mut cache);
+        answer.join().unwrap();
+        unblock.join().unwrap();
+        let d = rep.devices.iter().find(|d| d.dev.name == "late").unwrap();
+        assert!(d.error.is_none(), "the late answer was not reported: {:?}", d.error);
+        assert!(rep.pending.iter().all(|p| !p.device.ends_with("late")), "{:?}", rep.pending);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
