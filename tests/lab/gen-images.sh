@@ -46,26 +46,24 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # zroam as a package would install it.
 make -s -C "$repo" install DESTDIR="$tmp/dest" PREFIX=/usr BIN="$bin" >/dev/null
-# OpenZFS's generator support, unpacked from the Debian packages of the installed OpenZFS.
-if [ "$stock" != without ]; then
-  ver=$(dpkg-query -W -f '${Version}' zfsutils-linux)
-  (cd "$tmp" && apt-get download -q "zfs-dracut=$ver" "zfs-initramfs=$ver" >/dev/null 2>&1) ||
-    cp "$ZROAM_LAB_CACHE"/debs/zfs-{dracut,initramfs}_*.deb "$tmp/"
-  mkdir -p "$ZROAM_LAB_CACHE/debs"
-  cp -n "$tmp"/zfs-*.deb "$ZROAM_LAB_CACHE/debs/" 2>/dev/null || true
-  for d in "$tmp"/zfs-dracut_*.deb "$tmp"/zfs-initramfs_*.deb; do dpkg-deb -x "$d" "$tmp/stock"; done
-fi
-# Debian packages the lab lays over the host's tree: NAME... unpacked into $tmp/NAME.
+# Debian packages the lab lays over the host's tree: NAME[=VERSION]... unpacked into
+# $tmp/DIR, downloaded or, offline, taken from the lab cache.
 unpack() {
-  local into=$tmp/$1 d
+  local into=$tmp/$1 d f deb
   shift
   mkdir -p "$ZROAM_LAB_CACHE/debs" "$into"
   for d in "$@"; do
-    (cd "$tmp" && apt-get download -q "$d" >/dev/null 2>&1) || cp "$ZROAM_LAB_CACHE/debs/${d}"_*.deb "$tmp/"
-    cp -n "$tmp/${d}"_*.deb "$ZROAM_LAB_CACHE/debs/" 2>/dev/null || true
-    dpkg-deb -x "$tmp/${d}"_*.deb "$into"
+    f=${d%%=*}
+    (cd "$tmp" && apt-get download -q "$d" >/dev/null 2>&1) || cp "$ZROAM_LAB_CACHE/debs/${f}"_*.deb "$tmp/"
+    cp -n "$tmp/${f}"_*.deb "$ZROAM_LAB_CACHE/debs/" 2>/dev/null || true
+    for deb in "$tmp/${f}"_*.deb; do dpkg-deb -x "$deb" "$into"; done
   done
 }
+# OpenZFS's generator support, unpacked from the Debian packages of the installed OpenZFS.
+if [ "$stock" != without ]; then
+  ver=$(dpkg-query -W -f '${Version}' zfsutils-linux)
+  unpack stock "zfs-dracut=$ver" "zfs-initramfs=$ver"
+fi
 printf '%b' "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" >"$tmp/hostid"
 
 # The generator's directory as it would be with the packages installed.

@@ -429,17 +429,7 @@ pub fn probe_cached(opts: &Options, cache: &mut Cache) -> ProbeReport {
             break;
         }
         match cache.rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
-            Ok((k, p)) => {
-                let p = cache.answer(k.clone(), p);
-                if let Some(pos) = open.iter().position(|&i| keys[i] == k) {
-                    results[open.swap_remove(pos)] = Some(p);
-                } else if let Some(i) = keys.iter().position(|x| *x == k) {
-                    // A read an earlier pass left in flight answered during this one: this
-                    // pass reports it (its "still reading" would otherwise stand, with no
-                    // read pending to call for another pass).
-                    results[i] = Some(p);
-                }
-            }
+            Ok((k, p)) => take(cache, &keys, &mut open, &mut results, k, p),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -464,11 +454,7 @@ pub fn probe_cached(opts: &Options, cache: &mut Cache) -> ProbeReport {
     }
     // Answers that came after the loop: reported now, not left for a pass that may not come.
     while let Ok((k, p)) = cache.rx.try_recv() {
-        let p = cache.answer(k.clone(), p);
-        if let Some(i) = keys.iter().position(|x| *x == k) {
-            open.retain(|&j| j != i);
-            results[i] = Some(p);
-        }
+        take(cache, &keys, &mut open, &mut results, k, p);
     }
     // Devices no thread took up are read by a later pass.
     let unstarted: Vec<Key> = jobs.queue.lock().map(|mut q| q.drain(..).map(|(k, _)| k).collect()).unwrap_or_default();
@@ -524,6 +510,17 @@ pub fn probe_cached(opts: &Options, cache: &mut Cache) -> ProbeReport {
         aux: asm.aux,
         pending,
         warnings,
+    }
+}
+
+/// Takes an answer into the cache and into this pass's results: a read this pass started,
+/// or one an earlier pass left in flight (its "still reading" would otherwise stand with no
+/// read pending to call for another pass).
+fn take(cache: &mut Cache, keys: &[Key], open: &mut Vec<usize>, results: &mut [Option<Probed>], k: Key, p: Probed) {
+    let p = cache.answer(k.clone(), p);
+    if let Some(i) = keys.iter().position(|x| *x == k) {
+        open.retain(|&j| j != i);
+        results[i] = Some(p);
     }
 }
 
