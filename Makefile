@@ -49,7 +49,7 @@ SHELL_FILES := dracut/90zroam/*.sh initramfs-tools/hooks/zroam initramfs-tools/s
   mkinitcpio/install/zroam mkinitcpio/hooks/zroam tests/lab/*.sh tests/mkinitcpio/* \
   initramfs-tools/post-update.d/zroam-esp mkinitcpio/post/zroam-esp \
   initramfs-tools/share/kernel-install/96-zroam-esp.install initramfs-tools/share/key.d/* \
-  tests/check-binary.sh tests/fixtures/capture.sh agent/debian/build-deb.sh agent/debian/postrm .ci/run
+  tests/check-binary.sh tests/fixtures/capture.sh agent/debian/build-deb.sh agent/debian/postrm agent/debian/prerm .ci/run
 
 lint:
 	cargo fmt --all --check
@@ -84,7 +84,7 @@ lab-be: build setup
 
 # The same boots with ramdisks made by dracut (systemd and shell initramfs) and mkinitramfs
 # from a `make install DESTDIR=…` staging, alone and beside OpenZFS's own modules, plus the
-# mkinitcpio harness (tests/lab/gen_lab.py).
+# images the real mkinitcpio v41 makes (tests/lab/gen_lab.py).
 lab-gen: build setup
 	python3 tests/lab/gen_lab.py $(BIN) $(GEN_CASES)
 

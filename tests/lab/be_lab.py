@@ -8,7 +8,6 @@ QEMU/TCG. No scenario here asserts timing, so LAB_JOBS (default 2) run at a time
 usage: be_lab.py ZROAM_BINARY [SCENARIO...]
 """
 import json
-import os
 import re
 import struct
 import subprocess
@@ -283,7 +282,7 @@ def main():
         return 2
     binary, names = parsed
     t0 = time.monotonic()
-    return run_suite("lab-be", Lab(binary), SCENARIOS, names, t0, jobs=int(os.environ.get("LAB_JOBS", "2")))
+    return run_suite("lab-be", Lab(binary), SCENARIOS, names, t0)
 
 
 if __name__ == "__main__":

@@ -802,6 +802,11 @@ def demo(lab, name):
     return 0 if not e else 1
 
 
+# Scenarios that assert how long zroam took (a hot-plug answered within 1 s, the no-pool
+# wait, the stuck reads' bounds): their guests run alone.
+ALONE = {"7-hotplug", "9-no-pool", "21-stuck-sticks"}
+
+
 def main():
     parsed = lab_args(__doc__)
     if parsed is None:
@@ -811,7 +816,7 @@ def main():
     lab = Lab(binary)
     if args[:1] == ["--demo"]:
         return demo(lab, args[1])
-    return run_suite("lab-boot", lab, SCENARIOS, args, t0)
+    return run_suite("lab-boot", lab, SCENARIOS, args, t0, alone=ALONE)
 
 
 if __name__ == "__main__":

@@ -516,13 +516,17 @@ SCENARIOS = {
 }
 
 
+# Scenarios that cut power at a moment or hold the stage to its time budget: alone.
+ALONE = {"3-interrupted", "8-dual-boot", "10-throttled"}
+
+
 def main():
     parsed = lab_args(__doc__)
     if parsed is None:
         return 2
     binary, args = parsed
     t0 = time.monotonic()
-    return run_suite("lab-esp", EspLab(binary), SCENARIOS, args, t0)
+    return run_suite("lab-esp", EspLab(binary), SCENARIOS, args, t0, alone=ALONE)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,18 @@ pub fn classify(code: Option<i32>, said: &str) -> OpenError {
     }
 }
 
+/// Where udev's device-mapper rules would be; 95-dm-notify.rules is the one that tells
+/// libdevmapper its new device is ready.
+const DM_NOTIFY_RULES: &[&str] =
+    &["/usr/lib/udev/rules.d/95-dm-notify.rules", "/lib/udev/rules.d/95-dm-notify.rules", "/etc/udev/rules.d/95-dm-notify.rules"];
+
+/// Whether libdevmapper may wait for udev to confirm a new device: only when udev runs and
+/// has the rule that confirms it. Otherwise it would wait forever (a ramdisk with udevd but
+/// without the dm rules) or for nothing (no udev at all), and must make the node itself. Pure.
+pub fn udev_confirms_dm(udev_running: bool, notify_rules: bool) -> bool {
+    udev_running && notify_rules
+}
+
 /// `cryptsetup open` of `c` as /dev/mapper/luks-UUID, `how` saying with what (a key on
 /// stdin, or the tokens alone).
 fn cryptsetup_open(c: &Container, how: &[&str], key: Option<&[u8]>, readonly: bool) -> crate::sys::run::Outcome {
@@ -78,8 +90,9 @@ fn cryptsetup_open(c: &Container, how: &[&str], key: Option<&[u8]>, readonly: bo
         args.push("--readonly".into());
     }
     args.extend([c.device.clone(), mapper_name(&c.uuid)]);
-    // Without udev, libdevmapper must not wait for udev to confirm the new device.
-    let env: &[(&str, &str)] = if Path::new("/run/udev/control").exists() { &[] } else { &[("DM_DISABLE_UDEV", "1")] };
+    let udev = Path::new("/run/udev/control").exists();
+    let notify = DM_NOTIFY_RULES.iter().any(|p| Path::new(p).exists());
+    let env: &[(&str, &str)] = if udev_confirms_dm(udev, notify) { &[] } else { &[("DM_DISABLE_UDEV", "1")] };
     crate::sys::run::run_with("cryptsetup", &args, key, env, OPEN_BOUND)
 }
 
@@ -163,6 +176,15 @@ pub fn load_modules() {
 mod tests {
     use super::*;
     use crate::ondisk::luks::Luks;
+
+    #[test]
+    fn libdevmapper_waits_for_udev_only_when_udev_can_answer() {
+        assert!(udev_confirms_dm(true, true));
+        // mkinitcpio's udev hook without the dm rules: waiting would never end.
+        assert!(!udev_confirms_dm(true, false));
+        assert!(!udev_confirms_dm(false, true));
+        assert!(!udev_confirms_dm(false, false));
+    }
     use crate::probe::sysfs::BlockDev;
     use crate::probe::{Contents, DeviceReport};
 
