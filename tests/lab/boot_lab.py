@@ -193,10 +193,17 @@ def luks_mirror(lab, tag):
     return [(lab.disk("luks", i, tag), "virtio") for i in (0, 1)]
 
 
+def same_source(got, want):
+    """A key record's source is `want`; an agent that sends and exits at once may have gone
+    before zroam read its name, and is then named by its pid."""
+    gone = want.startswith("passphrase (agent ") and re.fullmatch(r"passphrase \(agent pid \d+, gone\)", got or "")
+    return got == want or bool(gone)
+
+
 def both_opened(r, e, source=None):
     """Both LUKS containers opened (the first with `source`, when given)."""
     luks = keys_of(r, "luks")
-    ok = [k.get("outcome") for k in luks] == ["opened", "opened"] and (source is None or luks[0].get("source") == source)
+    ok = [k.get("outcome") for k in luks] == ["opened", "opened"] and (source is None or same_source(luks[0].get("source"), source))
     check(ok, f"LUKS records: {luks}", e)
     return luks
 
@@ -363,8 +370,11 @@ def from_second_console(lab, tag, e, disks, command, via, extra=None):
     check("passphrase for" in out, f"{command} did not show zroam's question: {out[-400:]!r}", e)
     check(PASSPHRASE not in out, f"the passphrase was echoed by {command}", e)
     # (systemd's console agent asks on the first console here: it drops its prompt when the
-    # question is withdrawn; zroam's log names who answered.)
-    check(f"passphrase ({via})" in r.serial, f"zroam's log does not name {via} as the answerer", e)
+    # question is withdrawn; zroam's log names who answered: the agent, or, when it had
+    # exited before zroam read its name (one vCPU), its pid. Nothing is typed on the
+    # first console, so an agent's answer can only be the second console's.)
+    check(f"passphrase ({via})" in r.serial or re.search(r"passphrase \(agent pid \d+, gone\)", r.serial),
+          f"zroam's log does not name {via} (or an agent that has gone) as the answerer", e)
     not_echoed(r, e)
     return r
 
@@ -375,7 +385,7 @@ def s27_tty_agent(lab, e):
                             "agent systemd-tty-ask")
     booted(r, "debian", e, child="yes")
     z = keys_of(r, "zfs")
-    check(z and z[0].get("source") == "passphrase (agent systemd-tty-ask)", f"ZFS key records: {z}", e)
+    check(z and same_source(z[0].get("source"), "passphrase (agent systemd-tty-ask)"), f"ZFS key records: {z}", e)
     return r
 
 

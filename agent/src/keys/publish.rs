@@ -102,8 +102,10 @@ impl Published {
             return None;
         }
         let reply = askfile::parse_reply(&buf[..n])?;
+        // The sender's name, while it still exists: an agent that sends and exits at once
+        // may be gone (and reaped) before zroam is scheduled; then its pid is all there is.
         let comm = std::fs::read_to_string(format!("/proc/{}/comm", creds.pid())).unwrap_or_default();
-        Some((reply, format!("agent {}", askfile::one_line(comm.trim()))))
+        Some((reply, agent_name(comm.trim(), creds.pid())))
     }
 }
 
@@ -111,6 +113,17 @@ impl Drop for Published {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.file);
         let _ = std::fs::remove_file(&self.socket_path);
+    }
+}
+
+/// How the report names the process that answered: its command name, else (it has exited)
+/// its pid. Pure.
+pub fn agent_name(comm: &str, pid: i32) -> String {
+    let comm = askfile::one_line(comm);
+    if comm.is_empty() {
+        format!("agent pid {pid}, gone")
+    } else {
+        format!("agent {comm}")
     }
 }
 
@@ -124,6 +137,12 @@ pub fn tell(token: &str, accepted: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agent_is_named_by_its_command_or_else_its_pid() {
+        assert_eq!(agent_name("systemd-tty-ask", 42), "agent systemd-tty-ask");
+        assert_eq!(agent_name("", 42), "agent pid 42, gone");
+    }
 
     #[test]
     fn a_question_is_published_answered_and_withdrawn() {
