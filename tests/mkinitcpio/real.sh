@@ -19,6 +19,9 @@ case $stock in with | without | only) ;; *) echo "real.sh: STOCK is with, withou
 
 # mkinitcpio itself, once per snapshot and script.
 src=$vendor/mkinitcpio-41.tar.gz zfshook=$vendor/archzfs-zfs-hook-d3fdb16.tar.gz
+for f in "$src" "$zfshook"; do
+  [ -r "$f" ] || { echo "lab: $f is missing: ZROAM_VENDOR names the folder of the lab's third-party snapshots" >&2; exit 1; }
+done
 mkkey=$( (cat "$0"; sha256sum "$src" "$zfshook") | sha256sum | cut -c1-16)
 mk=$ZROAM_LAB_CACHE/mkinitcpio-41-$mkkey
 if [ ! -x "$mk/lib/mkinitcpio" ]; then
