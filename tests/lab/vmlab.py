@@ -789,15 +789,13 @@ def run_parallel(items, fn, jobs, alone=()):
     """fn over items, `jobs` at a time with 1-vCPU guests; then the items in `alone` (those
     that assert timings) one by one, each guest alone with 2 vCPUs. Results in items' order."""
     together = [i for i in items if i not in alone]
-    done = {}
     GUEST.smp = 1 if jobs > 1 else 2
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            done.update(zip(together, pool.map(fn, together)))
-        GUEST.smp = 2
-        done.update((i, fn(i)) for i in items if i in alone)
+            done = dict(zip(together, pool.map(fn, together)))
     finally:
         GUEST.smp = 2
+    done.update((i, fn(i)) for i in items if i in alone)
     return [done[i] for i in items]
 
 
