@@ -11,8 +11,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=builder.sh
 source "$here/builder.sh"
 
-OURS=5eed1234
-FOREIGN=0badcafe
+OURS=$LAB_OURS
+FOREIGN=$LAB_FOREIGN
 
 # The BE's init: runs as PID 1 after zroam's switch root.
 be_init() {

@@ -14,7 +14,6 @@ bin=$(realpath "$1")
 # Modules the lab's buses need (virtio-pci is built in), plus OpenZFS and, for ESPs, vfat.
 MODS=(virtio_blk virtio_scsi sd_mod ahci nvme xhci_pci usb_storage uas vfat nls_cp437 nls_ascii efivarfs
   dm_crypt xts algif_skcipher spl zfs virtio_net)
-HOSTID=5eed1234
 
 key=$( (cat "$0" "$bin"; echo "$LAB_KVER" "${MODS[*]}"; sha256sum "/lib/modules/$LAB_KVER/updates/dkms/zfs.ko"*) |
   sha256sum | cut -c1-16)
@@ -44,7 +43,7 @@ if [ ! -s "$out" ]; then
   cp "/lib/modules/$LAB_KVER"/modules.{builtin,builtin.modinfo,order} "$root/lib/modules/$LAB_KVER/"
   depmod -b "$root" "$LAB_KVER"
   ln -s /proc/self/mounts "$root/etc/mtab"
-  printf '%b' "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" > "$root/etc/hostid"
+  lab_hostid_file "$root/etc/hostid"
   mknod -m 0600 "$root/dev/console" c 5 1
   mkdir -p "$ZROAM_LAB_CACHE"
   (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out.tmp"

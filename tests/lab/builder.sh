@@ -12,8 +12,31 @@ set -euo pipefail
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export ZROAM_LAB_CACHE=${ZROAM_LAB_CACHE:-/var/cache/zroam-lab}
-LAB_KVER=$("$LAB_DIR/guest-kernel.sh")
-LAB_KERNEL=/boot/vmlinuz-$LAB_KVER
+# The lab's OpenZFS row. Unset: the host's OpenZFS (DKMS modules for the newest host
+# kernel that has them, the host's zpool). LAB_ROW=zfs21: Debian 12's own OpenZFS 2.1.11
+# on its kernel 6.1, built by zfs21.sh into a staging tree (kernel, modules, userland).
+LAB_ROW=${LAB_ROW:-}
+case "$LAB_ROW" in
+  "")
+    LAB_KVER=$("$LAB_DIR/guest-kernel.sh")
+    LAB_KERNEL=/boot/vmlinuz-$LAB_KVER
+    LAB_MODROOT=/
+    LAB_ZFS_ROOT=
+    ;;
+  zfs21)
+    LAB_ROW_TREE=$("$LAB_DIR/zfs21.sh" base)
+    LAB_KVER=$(cat "$LAB_ROW_TREE/KVER")
+    LAB_KERNEL=$LAB_ROW_TREE/vmlinuz
+    LAB_MODROOT=$LAB_ROW_TREE/modules
+    LAB_ZFS_ROOT=$LAB_ROW_TREE/root
+    ;;
+  *) echo "lab: unknown LAB_ROW '$LAB_ROW' (empty or zfs21)" >&2; exit 2 ;;
+esac
+# The lab's hostids: the builder's own ("our" pools, the ramdisks' /etc/hostid) and another
+# machine's.
+LAB_OURS=5eed1234
+# shellcheck disable=SC2034 # for the scripts that source this file
+LAB_FOREIGN=0badcafe
 # Storage and filesystem modules the lab's guests may need, plus OpenZFS.
 LAB_MODULES=(virtio_blk virtio_scsi sd_mod ahci nvme xhci_pci usb_storage uas vfat nls_cp437
   nls_ascii efivarfs loop raid1 dm_crypt xts algif_skcipher spl zfs)
@@ -53,13 +76,27 @@ done
 JOB
 }
 
-# Copy a binary and the shared libraries it needs into a ramdisk tree.
+# /etc/hostid bytes (little-endian) of a hostid: lab_hostid_file PATH [HOSTID] (ours by default).
+lab_hostid_file() {
+  local h=${2:-$LAB_OURS}
+  printf '%b' "\\x${h:6:2}\\x${h:4:2}\\x${h:2:2}\\x${h:0:2}" >"$1"
+}
+
+# Copy a binary and the shared libraries it needs into a ramdisk tree. OpenZFS's tools come
+# from the row's tree when it has its own userland; its libraries are found there first
+# (2.1's libnvpair.so.3 and libuutil.so.3 share their sonames with the host's 2.3) and keep
+# their paths relative to that tree.
 lab_copy_exec() {
-  local root=$1 bin lib
-  bin=$(command -v "$2") || { echo "lab: $2 is not installed on the host (tests/lab/host-setup.sh)" >&2; return 1; }
+  local root=$1 bin lib libpath=
+  if [ -n "$LAB_ZFS_ROOT" ] && [ -x "$LAB_ZFS_ROOT/sbin/$2" ]; then
+    bin=$LAB_ZFS_ROOT/sbin/$2
+    libpath=$LAB_ZFS_ROOT/lib/x86_64-linux-gnu
+  else
+    bin=$(command -v "$2") || { echo "lab: $2 is not installed on the host (tests/lab/host-setup.sh)" >&2; return 1; }
+  fi
   install -D -m 0755 "$bin" "$root/bin/$(basename "$bin")"
-  for lib in $(ldd "$bin" 2>/dev/null | grep -o '/[^ ]*'); do
-    [ -e "$root$lib" ] || install -D -m 0755 "$lib" "$root$lib"
+  for lib in $(LD_LIBRARY_PATH=$libpath ldd "$bin" 2>/dev/null | grep -o '/[^ ]*'); do
+    [ -e "$root${lib#"$LAB_ZFS_ROOT"}" ] || install -D -m 0755 "$lib" "$root${lib#"$LAB_ZFS_ROOT"}"
   done
 }
 
@@ -69,7 +106,7 @@ lab_copy_modules() {
   local root=$1; shift
   local order=$root/etc/modules.order ko dst
   : > "$order"
-  modprobe -S "$LAB_KVER" -a --show-depends "$@" | awk '$1 == "insmod" {print $2}' |
+  modprobe -d "$LAB_MODROOT" -S "$LAB_KVER" -a --show-depends "$@" | awk '$1 == "insmod" {print $2}' |
     while read -r ko; do
       dst=/lib/modules/$(basename "${ko%.xz}")
       grep -qxF "$dst" "$order" && continue
@@ -85,7 +122,7 @@ lab_copy_modules() {
 
 lab_builder_initrd() {
   local key out root
-  key=$( (cat "${BASH_SOURCE[0]}"; echo "$LAB_KVER"; sha256sum "/lib/modules/$LAB_KVER/updates/dkms/zfs.ko"*) |
+  key=$( (cat "${BASH_SOURCE[0]}"; echo "$LAB_ROW $LAB_KVER"; sha256sum "$LAB_MODROOT/lib/modules/$LAB_KVER/updates/dkms/zfs.ko"*) |
     sha256sum | cut -c1-16)
   out=$ZROAM_LAB_CACHE/builder-$key.cpio.gz
   if [ ! -s "$out" ]; then
@@ -98,6 +135,11 @@ lab_builder_initrd() {
     # zpool loads libgcc_s at run time (thread cancellation) without listing it.
     cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$root/lib/x86_64-linux-gnu/"
     lab_copy_modules "$root" "${LAB_MODULES[@]}"
+    # For `zpool create -o compatibility=…`.
+    if [ -d "${LAB_ZFS_ROOT:-}/usr/share/zfs/compatibility.d" ]; then
+      mkdir -p "$root/usr/share/zfs"
+      cp -a "$LAB_ZFS_ROOT/usr/share/zfs/compatibility.d" "$root/usr/share/zfs/"
+    fi
     ln -s /proc/self/mounts "$root/etc/mtab"
     cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
@@ -138,7 +180,7 @@ lab_run_job() {
   truncate -s 64M "$work/out.img"
   args+=(-drive "file=$work/out.img,format=raw,if=virtio")
   local t0=$SECONDS
-  if ! timeout 600 qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 2048 -nographic \
+  if ! timeout "${LAB_JOB_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 2048 -nographic \
       -no-reboot -nodefaults -serial stdio -kernel "$LAB_KERNEL" -initrd "$work/initrd" \
       -append "console=ttyS0 panic=-1 quiet lab.out=$(lab_disk_name $n)" "${args[@]}" > "$outdir/serial.log" 2>&1; then
     lab_log "builder VM failed or timed out; serial log: $outdir/serial.log"

@@ -26,7 +26,6 @@ source "$here/builder.sh"
 bin=$(realpath "$1") kind=$2 stock=$3 pin=${4:-} dropbear=${LAB_DROPBEAR:-} plymouth=${LAB_PLYMOUTH:-} keyd=${LAB_KEYD:-}
 [ -z "$dropbear" ] || [ "$kind" = initramfs-tools ] || { echo "LAB_DROPBEAR is for initramfs-tools" >&2; exit 2; }
 case $kind:$plymouth in *: | dracut-*:text | dracut-*:details) ;; *) echo "LAB_PLYMOUTH is text or details, for dracut" >&2; exit 2 ;; esac
-HOSTID=5eed1234
 case $kind in dracut-systemd | dracut-shell | initramfs-tools) ;; *) echo "unknown kind $kind" >&2; exit 2 ;; esac
 case $stock in with | without | only) ;; *) echo "stock must be with, without or only" >&2; exit 2 ;; esac
 
@@ -64,7 +63,7 @@ if [ "$stock" != without ]; then
   ver=$(dpkg-query -W -f '${Version}' zfsutils-linux)
   unpack stock "zfs-dracut=$ver" "zfs-initramfs=$ver"
 fi
-printf '%b' "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" >"$tmp/hostid"
+lab_hostid_file "$tmp/hostid"
 
 # The generator's directory as it would be with the packages installed.
 view=$tmp/view

@@ -76,8 +76,7 @@ if [ "$stock" != without ]; then
 fi
 # The lab's "own" machine's hostid, in the place of the host's (bound over /etc/hostid in
 # mkinitcpio's mount namespace), as gen-images.sh does for the other generators.
-HOSTID=5eed1234
-printf '%b' "\\x${HOSTID:6:2}\\x${HOSTID:4:2}\\x${HOSTID:2:2}\\x${HOSTID:0:2}" >"$tmp/hostid"
+lab_hostid_file "$tmp/hostid"
 cat >"$tmp/mkinitcpio.conf" <<CONF
 MODULES=()
 BINARIES=()
