@@ -3,6 +3,7 @@
 # cached by the hash of their job: each BE is a tiny OS tree whose /sbin/init prints markers
 # on the serial console (which BE, uptime, ro/rw root, child dataset mounted, the report).
 #   boot-images.sh NAME...      -> "NAME DIR" per set; DIR holds vd?.img and manifest.json
+#                                  (LAB_ROW: pools made by that OpenZFS row's zpool, builder.sh)
 #   boot-images.sh --holder-job -> a builder job that imports an `mmp` disk and keeps it
 #                                  imported (the "other host" of a multihost pool)
 set -euo pipefail
@@ -145,7 +146,8 @@ build_set() {
   # shellcheck disable=SC2086
   job=$(job_for "$hostid" "$n" "$opts" $bes)
   [ -n "$extra" ] && job+=$'\n'"$extra"
-  dir=$ZROAM_LAB_CACHE/boot-images/$name
+  # One cache dir per OpenZFS row (builder.sh): the host's row keeps boot-images/.
+  dir=$ZROAM_LAB_CACHE/boot-images${LAB_ROW:+-$LAB_ROW}/$name
   key=$( (echo "$job"; basename "$(lab_builder_initrd)") | sha256sum | cut -c1-16)
   if [ "$(cat "$dir/key" 2>/dev/null)" != "$key" ]; then
     rm -rf "$dir"; mkdir -p "$dir"

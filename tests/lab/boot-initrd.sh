@@ -4,6 +4,7 @@
 # guest kernel, a static busybox for the emergency shell (and udhcpc/ip for remote
 # unlock), and dropbear with virtio-net: the remote-unlock scenarios add an authorized_keys.
 # Usage: boot-initrd.sh ZROAM_BINARY   -> prints the cached ramdisk's path
+# LAB_ROW (builder.sh) picks the OpenZFS row: its kernel's modules and its zpool/zfs.
 set -euo pipefail
 shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,9 +16,12 @@ bin=$(realpath "$1")
 MODS=(virtio_blk virtio_scsi sd_mod ahci nvme xhci_pci usb_storage uas vfat nls_cp437 nls_ascii efivarfs
   dm_crypt xts algif_skcipher spl zfs virtio_net)
 
-key=$( (cat "$0" "$bin"; echo "$LAB_KVER" "${MODS[*]}"; sha256sum "/lib/modules/$LAB_KVER/updates/dkms/zfs.ko"*) |
-  sha256sum | cut -c1-16)
-out=$ZROAM_LAB_CACHE/zroam-initrd-$key.cpio.gz
+# The row's modules and kernel (LAB_MODROOT is / for the host's row, the staging tree's
+# modules root for another row, whose tree also names the row's userland).
+moddir=${LAB_MODROOT%/}/lib/modules/$LAB_KVER
+key=$( (cat "$0" "$bin"; echo "$LAB_KVER" "${MODS[*]}"; sha256sum "$moddir/updates/dkms/zfs.ko"*
+  [ -z "$LAB_ROW" ] || echo "row $LAB_ROW ${LAB_ROW_TREE##*/}") | sha256sum | cut -c1-16)
+out=$ZROAM_LAB_CACHE/zroam-initrd${LAB_ROW:+-$LAB_ROW}-$key.cpio.gz
 if [ ! -s "$out" ]; then
   root=$(mktemp -d)
   trap 'rm -rf "$root"' EXIT
@@ -33,14 +37,16 @@ if [ ! -s "$out" ]; then
   cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$root/lib/x86_64-linux-gnu/"
   # Each module with its dependencies, at its usual path; depmod indexes just these. They go
   # in uncompressed: the kernel unpacking .ko.xz under emulation costs seconds per boot.
-  modprobe -S "$LAB_KVER" -a --show-depends "${MODS[@]}" | awk '$1 == "insmod" {print $2}' | sort -u |
+  # (dst: the module's path in the ramdisk, its path under the row's modules root)
+  modprobe -d "$LAB_MODROOT" -S "$LAB_KVER" -a --show-depends "${MODS[@]}" | awk '$1 == "insmod" {print $2}' | sort -u |
     while read -r ko; do
+      dst=$root${ko#"${LAB_MODROOT%/}"}
       case $ko in
-        *.xz) mkdir -p "$(dirname "$root$ko")"; xz -dc "$ko" > "$root${ko%.xz}" ;;
-        *) install -D -m 0644 "$ko" "$root$ko" ;;
+        *.xz) mkdir -p "$(dirname "$dst")"; xz -dc "$ko" > "${dst%.xz}" ;;
+        *) install -D -m 0644 "$ko" "$dst" ;;
       esac
     done
-  cp "/lib/modules/$LAB_KVER"/modules.{builtin,builtin.modinfo,order} "$root/lib/modules/$LAB_KVER/"
+  cp "$moddir"/modules.{builtin,builtin.modinfo,order} "$root/lib/modules/$LAB_KVER/"
   depmod -b "$root" "$LAB_KVER"
   ln -s /proc/self/mounts "$root/etc/mtab"
   lab_hostid_file "$root/etc/hostid"
