@@ -12,8 +12,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/builder.sh"
 
 bin=$(realpath "$1")
-# Modules the lab's buses need (virtio-pci is built in), plus OpenZFS and, for ESPs, vfat.
-MODS=(virtio_blk virtio_scsi sd_mod ahci nvme xhci_pci usb_storage uas vfat nls_cp437 nls_ascii efivarfs
+# Modules the lab's buses need (virtio_pci: built into the host's kernel, a module in Debian
+# 12's), plus OpenZFS and, for ESPs, vfat.
+MODS=(virtio_pci virtio_blk virtio_scsi sd_mod ahci nvme xhci_pci usb_storage uas vfat nls_cp437 nls_ascii efivarfs
   dm_crypt xts algif_skcipher spl zfs virtio_net)
 
 # The row's modules and kernel (LAB_MODROOT is / for the host's row, the staging tree's

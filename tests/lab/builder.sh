@@ -37,8 +37,9 @@ esac
 LAB_OURS=5eed1234
 # shellcheck disable=SC2034 # for the scripts that source this file
 LAB_FOREIGN=0badcafe
-# Storage and filesystem modules the lab's guests may need, plus OpenZFS.
-LAB_MODULES=(virtio_blk virtio_scsi sd_mod ahci nvme xhci_pci usb_storage uas vfat nls_cp437
+# Storage and filesystem modules the lab's guests may need, plus OpenZFS. virtio_pci is
+# built into the host's kernel but a module in Debian 12's 6.1: without it no virtio disk.
+LAB_MODULES=(virtio_pci virtio_blk virtio_scsi sd_mod ahci nvme xhci_pci usb_storage uas vfat nls_cp437
   nls_ascii efivarfs loop raid1 dm_crypt xts algif_skcipher spl zfs)
 LAB_TOOLS=(zpool zfs zdb zgenhostid sgdisk mkfs.vfat blkid wipefs mdadm cryptsetup)
 
