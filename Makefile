@@ -13,7 +13,7 @@ FUZZ_ENV := RUSTC_BOOTSTRAP=1
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: install uninstall deb all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-be lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
+.PHONY: install uninstall deb all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
 
 all: build
 
@@ -76,6 +76,12 @@ lab-probe: build setup
 # Real boots under QEMU: zroam as the ramdisk's /init, every scenario of tests/lab/boot_lab.py.
 lab-boot: build setup
 	python3 tests/lab/boot_lab.py $(BIN) $(SCENARIOS)
+
+# The boot lab's core scenarios on the second OpenZFS row: pools made by Debian 12's own
+# OpenZFS 2.1.11, booted by its kernel 6.1 with 2.1's zpool/zfs in zroam's ramdisk
+# (tests/lab/zfs21.sh builds that row once: about 10 minutes of compiling).
+lab-boot21: build setup
+	LAB_ROW=zfs21 python3 tests/lab/boot_lab.py $(BIN) $(SCENARIOS)
 
 # Boot environments and pool guards: snapshots, rollbacks, the menu, the other tools'
 # spellings, hibernation, checkpoints, zroam be (tests/lab/be_lab.py; LAB_JOBS at a time).

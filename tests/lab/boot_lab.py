@@ -6,6 +6,10 @@ into the emergency shell by this script). The machinery is in vmlab.py; the gene
 (gen_lab.py) boots some of these scenarios again from the generators' ramdisks.
 
 usage: boot_lab.py ZROAM_BINARY [SCENARIO...] [--demo SCENARIO]
+
+With LAB_ROW=zfs21 (builder.sh) the pools are made by Debian 12's OpenZFS 2.1.11, booted by
+its kernel 6.1 with 2.1's zpool/zfs in zroam's ramdisk: the core scenarios (ROW_CORE) by
+default, on the pool sets ROW_SETS (suite lab-boot-zfs21).
 """
 import json
 import os
@@ -15,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from vmlab import (CACHE, FOREIGN, HERE, OURS, PIN, Lab, Vm, booted, check, concat, cpio_gz, free_port, host_files, lab_args,
+from vmlab import (CACHE, FOREIGN, HERE, OURS, PIN, ROW, Lab, Vm, booted, check, concat, cpio_gz, free_port, host_files, lab_args,
                    on_console2, part_geom, qemu_args, refused, run_suite, sh, ssh_key, ssh_unlock, swtpm_start, tang_start)
 
 
@@ -817,15 +821,24 @@ def demo(lab, name):
 ALONE = {"7-hotplug", "9-no-pool", "21-stuck-sticks"}
 
 
+# Another OpenZFS row (LAB_ROW): the scenarios run by default and the pool sets it makes
+# (what those scenarios boot). A scenario named on the command line that needs another set
+# fails for want of its images.
+ROW_CORE = ("1-mirror", "2-usb-degraded", "5-foreign-stick", "6-name-collision", "12-luks-mirror", "16-same-hostid-stick")
+ROW_SETS = ("mirror", "single", "foreign", "luks")
+
+
 def main():
     parsed = lab_args(__doc__)
     if parsed is None:
         return 2
     binary, args = parsed
     t0 = time.monotonic()
-    lab = Lab(binary)
+    lab = Lab(binary, sets=ROW_SETS) if ROW else Lab(binary)
     if args[:1] == ["--demo"]:
         return demo(lab, args[1])
+    if ROW:
+        return run_suite(f"lab-boot-{ROW}", lab, SCENARIOS, args or list(ROW_CORE), t0, alone=ALONE)
     return run_suite("lab-boot", lab, SCENARIOS, args, t0, alone=ALONE)
 
 

@@ -53,14 +53,28 @@ def sh(*args, **kw):
     return subprocess.run(args, check=True, text=True, capture_output=True, **kw).stdout
 
 
+# The lab's OpenZFS row (builder.sh): unset, the host's OpenZFS on the newest host kernel
+# that has its DKMS modules; "zfs21", Debian 12's own OpenZFS 2.1.11 on its kernel 6.1
+# (zfs21.sh's staging tree). The ramdisks and pool sets the scripts make follow it.
+ROW = os.environ.get("LAB_ROW", "")
+
+
 @functools.lru_cache(None)
+def _guest():
+    """(kernel release, kernel image) of the row's guests, as builder.sh sets them."""
+    out = sh("bash", "-c", 'source "$1" && echo "$LAB_KVER" && echo "$LAB_KERNEL"', "vmlab", os.path.join(HERE, "builder.sh"))
+    release, image = out.split()
+    return release, image
+
+
 def kver():
-    """The guest kernel: the newest installed one with a DKMS-built zfs.ko."""
-    return sh(os.path.join(HERE, "guest-kernel.sh")).strip()
+    """The guest kernel's release: the host row's newest installed one with a DKMS-built
+    zfs.ko, or the other row's own."""
+    return _guest()[0]
 
 
 def kernel():
-    return f"/boot/vmlinuz-{kver()}"
+    return _guest()[1]
 
 
 # --- disk images -----------------------------------------------------------------------
@@ -91,7 +105,8 @@ def partuuid(img, n=1):
 
 
 def boot_images(*names):
-    """{set: manifest (+ "dir")} of boot-images.sh's pool sets, built in the builder VM once."""
+    """{set: manifest (+ "dir")} of boot-images.sh's pool sets, built in the builder VM once
+    (per OpenZFS row: the script reads LAB_ROW from the environment)."""
     images = {}
     for line in sh("bash", os.path.join(HERE, "boot-images.sh"), *names).splitlines():
         name, d = line.split()
