@@ -10,11 +10,15 @@
 //! - `sys`: thin wrappers over the kernel and helpers (processes, modules, uevents, efivars).
 //! - `report`: the typed record of one boot; depends on the others, nothing depends on it.
 //! - `cli`: one file per subcommand.
+//! - `fuzzing`: the fuzz harnesses, shared by `agent/fuzz` and the corpus replay test
+//!   (`tests/fuzz_corpus.rs`); hidden from the docs, never called by the binary.
 
 pub mod boot;
 pub mod cli;
 pub mod decide;
 pub mod esp;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod ondisk;
 pub mod probe;
