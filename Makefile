@@ -13,7 +13,7 @@ FUZZ_ENV := RUSTC_BOOTSTRAP=1
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: install uninstall deb all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp demo demo-probe bench fuzz fixtures clean
+.PHONY: install uninstall deb all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp lab-debian demo demo-probe bench fuzz fixtures clean
 
 all: build
 
@@ -39,7 +39,7 @@ setup:
 toolchain:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-check: build setup lint unit binary lab-probe lab-boot lab-be lab-gen lab-esp
+check: build setup lint unit binary lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp
 
 # Formatting, clippy (warnings are errors) and shellcheck over every shell file of the
 # generators and the lab. Each file names its dialect (shebang or `# shellcheck shell=`)
@@ -100,6 +100,12 @@ lab-gen: build setup
 # OVMF + systemd-boot boot one ESP; zroam mirrors it to the others (tests/lab/esp_lab.py).
 lab-esp: build setup
 	python3 tests/lab/esp_lab.py $(BIN) $(ESP_SCENARIOS)
+
+# A Debian 12 system on a ZFS mirror (Debian's OpenZFS 2.1.11 and kernel 6.1, an ESP per
+# disk, systemd-boot) with zroam's .deb installed by dpkg, booted by OVMF to multi-user,
+# moved to USB, through a kernel update (tests/lab/debian_lab.py).
+lab-debian: deb setup
+	python3 tests/lab/debian_lab.py target/debian/zroam_$(VERSION)_*.deb $(DEBIAN_SCENARIOS)
 
 # Boots a mirror's second disk alone, over USB: zroam's log, the report, the BE's marker.
 demo: build setup

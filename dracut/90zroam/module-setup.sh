@@ -24,14 +24,17 @@ depends() {
 
 installkernel() {
     zroam_install_sh || return 1
-    local -a storage luks
+    local -a storage luks esp
     read -ra storage <<<"$zroam_storage_drivers"
     read -ra luks <<<"$zroam_luks_drivers"
+    read -ra esp <<<"$zroam_esp_drivers"
     instmods -c zfs
     # Disks move between buses: take the common storage drivers even in host-only images.
     hostonly='' instmods "${storage[@]}"
     # ZFS on LUKS: zroam opens the containers itself (dm-crypt and the usual LUKS ciphers).
     hostonly='' instmods "${luks[@]}"
+    # The ESP mirror: FAT and efivarfs.
+    hostonly='' instmods "${esp[@]}"
 }
 
 # shellcheck disable=SC2154 # dracut sets $initdir and the systemd*dir paths for modules

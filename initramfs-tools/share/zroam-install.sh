@@ -11,6 +11,10 @@
 zroam_storage_drivers="ahci nvme virtio_blk virtio_scsi sd_mod xhci_pci ehci_pci usb_storage uas"
 # ZFS on LUKS: zroam opens the containers itself (dm-crypt and the usual LUKS ciphers).
 zroam_luks_drivers="dm_crypt xts algif_skcipher"
+# The ESP mirror: FAT with the codepage and charset zroam mounts it with, and efivarfs (which
+# ESP the firmware booted). Distribution kernels build them as modules that no generator
+# takes for a ZFS root; without them the ESP stage can only report.
+zroam_esp_drivers="vfat nls_cp437 nls_ascii efivarfs"
 
 # The zroam binary to install: ZROAM_BIN overrides (staged installs, tests), else PATH,
 # else make install's default. Prints the path; the caller checks it.

@@ -31,7 +31,7 @@ sudo_ apt-get install -y -q --no-install-recommends \
   busybox-static cpio gdisk dosfstools mtools ovmf systemd-boot-efi kmod xz-utils zstd \
   file jq util-linux fdisk mdadm cryptsetup-bin dracut-core shellcheck openssl \
   dropbear-bin openssh-client swtpm swtpm-tools libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 \
-  libtss2-tcti-device0 libtss2-tctildr0 clevis clevis-luks jose tang-common socat curl scdoc libarchive-tools gawk
+  libtss2-tcti-device0 libtss2-tctildr0 clevis clevis-luks jose tang-common socat curl scdoc libarchive-tools gawk debootstrap
 sudo_ apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
 # zfs-dkms pulls the backports kernel (image + headers) and builds spl/zfs for it.
 sudo_ apt-get install -y -q -t bookworm-backports zfs-dkms zfsutils-linux
