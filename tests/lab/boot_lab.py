@@ -825,8 +825,12 @@ ALONE = {"7-hotplug", "9-no-pool", "21-stuck-sticks"}
 # the pool sets the row makes and asserts no timings (the core ones, and the label and
 # trust cases on the same sets). A scenario named on the command line that needs another set fails for want of its
 # images.
-ROW_CORE = ("1-mirror", "2-usb-degraded", "3-swapped-buses", "4-named-be", "5-foreign-stick", "6-name-collision",
-            "8-damaged-labels", "10-readonly", "12-luks-mirror", "16-same-hostid-stick", "17-forged-guid-stick", "18-dd-copy")
+# What depends on who wrote the labels and which zpool imports: the mirror whole and
+# degraded, another host's stick, two pools of one name, damaged label copies, LUKS, a
+# same-name stick beside the pin, a dd copy of a member. (3, 4, 10 and 17 also pass on this
+# row; they are left to the first row to keep make check short.)
+ROW_CORE = ("1-mirror", "2-usb-degraded", "5-foreign-stick", "6-name-collision", "8-damaged-labels", "12-luks-mirror",
+            "16-same-hostid-stick", "18-dd-copy")
 ROW_SETS = ("mirror", "single", "foreign", "luks")
 
 
