@@ -1,4 +1,4 @@
-//! Setup (PID 1 only, before any stage): the pseudo-filesystems a ramdisk needs, without
+//! Setup (PID 1, and efivarfs for a generator's hook too, before any stage): the pseudo-filesystems a ramdisk needs, without
 //! failing on those already mounted (a kernel with devtmpfs.mount=1, or a generator that did it first).
 
 use nix::mount::{mount, MsFlags};
@@ -42,20 +42,28 @@ pub fn pseudo_filesystems() -> Vec<String> {
         }
     }
     kernel_modprobe();
-    let efi = "/sys/firmware/efi/efivars";
-    if Path::new(efi).is_dir() && !mounted(efi) {
-        let m = || mount(Some("efivarfs"), efi, Some("efivarfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, None::<&str>);
-        let mut r = m();
-        if r == Err(nix::errno::Errno::ENODEV) {
-            // efivarfs is a module in distribution kernels (Debian's among them).
-            let _ = crate::sys::run::run("modprobe", &["-q".to_string(), "efivarfs".to_string()], std::time::Duration::from_secs(10));
-            r = m();
-        }
-        if let Err(e) = r {
-            warn.push(format!("mount efivarfs: {e} (the booted ESP will be unknown)"));
-        }
-    }
+    warn.extend(efivarfs());
     warn
+}
+
+/// Mounts efivarfs where the firmware's variables are expected, when this is an EFI boot and
+/// nobody did: the ESP stage learns the booted ESP there. zroam's own ramdisk calls it as PID
+/// 1; in a generator's image `zroam boot` calls it, since only systemd mounts efivarfs by
+/// itself (initramfs-tools, mkinitcpio and dracut without systemd do not). The mount moves
+/// into the root with /sys, where systemd finds it already there. Returns a warning.
+pub fn efivarfs() -> Option<String> {
+    let efi = "/sys/firmware/efi/efivars";
+    if !Path::new(efi).is_dir() || mounted(efi) {
+        return None;
+    }
+    let m = || mount(Some("efivarfs"), efi, Some("efivarfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, None::<&str>);
+    let mut r = m();
+    if r == Err(nix::errno::Errno::ENODEV) {
+        // efivarfs is a module in distribution kernels (Debian's among them).
+        let _ = crate::sys::run::run("modprobe", &["-q".to_string(), "efivarfs".to_string()], std::time::Duration::from_secs(10));
+        r = m();
+    }
+    r.err().map(|e| format!("mount efivarfs: {e} (the booted ESP will be unknown)"))
 }
 
 /// The kernel loads modules on demand (ciphers for dm-crypt, for one) by running the

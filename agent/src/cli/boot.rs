@@ -28,6 +28,10 @@ pub fn run(mut args: lexopt::Parser) -> Res {
         log::info!("root={} is not a ZFS root; nothing to do", cmd.foreign_root.as_deref().unwrap_or(""));
         return Ok(ExitCode::SUCCESS);
     }
+    // The booted ESP is read from efivarfs, which this generator may not have mounted.
+    if let Some(w) = crate::boot::setup::efivarfs() {
+        log::warn!("{w}");
+    }
     let sink = report::writer(PathBuf::from(report::PATH), Mode::Boot);
     let mut b = boot::Boot::new(boot::Options::new(cmd, sysroot, switch, false), sink);
     match b.run() {
