@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""The Debian lab: a real Debian 12 on a ZFS root (tests/lab/debian-images.sh: a mirror
+made by Debian's OpenZFS 2.1.11, an ESP on each disk, zroam's .deb installed with dpkg and
+the image built by the system's own update-initramfs), booted by OVMF through systemd-boot
+from the ESP, its kernel and ramdisk Debian's own. The marker is the BE's real systemd
+reaching multi-user.target (zroam-lab.service, ordered after it, prints what the lab reads
+and powers off).
+
+The scenarios are one system's life, in order, on the same two disks:
+  1-in-place       both disks; the firmware boots the first; zroam syncs the second ESP
+  2-usb-alone      the second disk alone, moved to USB: it boots degraded from its own ESP
+  3-kernel-update  both disks again; inside the system `dpkg -i` of the kernel that
+                   bookworm-security brings (and its zfs modules): kernel-install puts it on
+                   the mounted ESP and zroam's hooks copy it to the other one at once
+  4-other-alone    the second disk alone, on SATA: boots the new kernel from its own ESP
+
+usage: debian_lab.py ZROAM_DEB [SCENARIO...]  (a later scenario needs the earlier ones)
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import esp_lab
+from vmlab import (OVMF_VARS, PROMPTS, SHELL_CMD, SULOGIN, Result, Vm, check, exit_on_signal, log, print_table, qemu_args,
+                   run_scenario, sh)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BE = "rpool/ROOT/debian"
+# A Debian guest's own ramdisk and systemd under emulation: minutes, not seconds.
+BOOT_TIMEOUT = 420
+JOB_TIMEOUT = 1200
+
+
+class DebianLab:
+    def __init__(self, deb):
+        self.dir = sh("bash", os.path.join(HERE, "debian-images.sh"), deb).strip()
+        with open(os.path.join(self.dir, "manifest.json")) as f:
+            self.m = json.load(f)
+        self.work = tempfile.mkdtemp(prefix="zroam-debian-", dir=os.environ.get("TMPDIR", "/tmp"))
+        self.boots = []
+        # One system: the scenarios share these two disks, in order.
+        self.a, self.b = (os.path.join(self.work, n) for n in ("a.img", "b.img"))
+        for src, dst in zip(self.m["disks"], (self.a, self.b)):
+            subprocess.run(["cp", "--sparse=always", src, dst], check=True)
+
+    def boot(self, tag, disks, job=None, timeout=BOOT_TIMEOUT):
+        """disks: [(image, bus, bootindex)] through OVMF (fresh variables: no boot entry, the
+        firmware takes the first disk's removable-media loader). job: {name: path} packed as
+        a tar on a virtio disk with serial "labjob", which the marker runs before powering off."""
+        vars_copy = os.path.join(self.work, f"{tag}-vars.fd")
+        shutil.copy(OVMF_VARS, vars_copy)
+        args = qemu_args(disks, firmware=vars_copy)
+        args[args.index("-m") + 1] = "2048"
+        if job:
+            jt = os.path.join(self.work, f"{tag}-job.tar")
+            sh("tar", "-cf", jt, "-C", os.path.dirname(next(iter(job.values()))), *[os.path.basename(p) for p in job.values()])
+            args += ["-drive", f"if=none,id=job,file={jt},format=raw,readonly=on", "-device", "virtio-blk-pci,drive=job,serial=labjob"]
+        t0 = time.monotonic()
+        vm = Vm(args, self.work)
+        try:
+            if vm.expect(f"ZROAM-BE-INIT|{PROMPTS}|{SULOGIN}", timeout) and b"ZROAM-BE-INIT" not in vm.out:
+                # A shell (zroam refused, or the generator's own failure): its report.
+                if re.search(SULOGIN.encode(), vm.out):
+                    vm.send("\n")
+                    vm.wait(3)
+                vm.send(SHELL_CMD)
+            # The marker's report, the job (if any), then the power-off.
+            serial = vm.finish(JOB_TIMEOUT if job else 120)
+        finally:
+            vm.kill()
+        with open(os.path.join(self.work, f"{tag}.serial.log"), "w") as f:
+            f.write(serial)
+        r = Result(serial, time.monotonic() - t0, outcome="mounted")
+        r.tag = tag
+        m = re.search(r"ZROAM-BE-INIT .* target=(\S+) kernel=(\S+)", serial)
+        r.target, r.kernel = (m.group(1), m.group(2)) if m else (None, None)
+        pool = re.search(r"ZROAM-POOL-BEGIN(.*?)ZROAM-POOL-END", serial, re.S)
+        r.pool = pool.group(1) if pool else ""
+        m = re.search(r"Startup finished in (.*?)\r?\n", serial)
+        r.note = m.group(1) if m else ""
+        self.boots.append((threading.get_ident(), r))
+        return r
+
+
+def up(lab, r, e, kver, members):
+    """The system came up: multi-user reached on the BE, zroam mounted it (its report in
+    /run/zroam), from the pool the image was made with, the kernel expected, and the pool's
+    state says which members took part."""
+    check(r.be is not None, "multi-user.target was never reported (no marker)", e)
+    if r.be:
+        check(r.be["be"] == BE, f"root is {r.be['be']}, expected {BE}", e)
+        check(r.be["root"] == "rw", f"root mounted {r.be['root']}", e)
+        check(r.target == "active", f"multi-user.target is {r.target}", e)
+        check(r.kernel == kver, f"kernel {r.kernel}, expected {kver}", e)
+    rep = r.report or {}
+    check(rep.get("outcome") == "mounted", f"zroam's report: outcome {rep.get('outcome')}", e)
+    check(str((rep.get("pool") or {}).get("guid")) == lab.m["pool_guid"],
+          f"imported pool {(rep.get('pool') or {}).get('guid')}, the system's is {lab.m['pool_guid']}", e)
+    state = re.search(r"state:\s+(\S+)", r.pool)
+    want = "ONLINE" if members == 2 else "DEGRADED"
+    check(state and state.group(1) == want, f"pool state {state and state.group(1)}, expected {want}", e)
+
+
+def same_esps(lab, e, also=()):
+    """The second ESP holds what the first holds (zroam's own entries aside)."""
+    ta, tb = esp_lab.managed(esp_lab.tree(lab.a)), esp_lab.managed(esp_lab.tree(lab.b))
+    check(ta == tb, f"ESPs differ: only first {sorted(set(ta) - set(tb))}, only second {sorted(set(tb) - set(ta))}, "
+                    f"changed {sorted(k for k in ta if k in tb and ta[k] != tb[k])}", e)
+    for p in also:
+        check(p.lower() in tb, f"the second ESP has no {p}", e)
+
+
+def kernel_files(lab, kver):
+    mid = lab.m["machine_id"]
+    return [f"{mid}/{kver}/linux", f"{mid}/{kver}/initrd.img-{kver}", f"loader/entries/{mid}-{kver}.conf"]
+
+
+def d1_in_place(lab, e):
+    r = lab.boot("d1", [(lab.a, "virtio", 1), (lab.b, "virtio", 2)])
+    up(lab, r, e, lab.m["kver"], 2)
+    esp = esp_lab.esp_report(r)
+    check(esp.get("primary") == lab.m["esp"][0], f"primary ESP {esp.get('primary')}, expected the first disk's", e)
+    same_esps(lab, e, kernel_files(lab, lab.m["kver"]) + ["EFI/BOOT/BOOTX64.EFI"])
+    return r
+
+
+def d2_usb_alone(lab, e):
+    r = lab.boot("d2", [(lab.b, "usb", 1)])
+    up(lab, r, e, lab.m["kver"], 1)
+    return r
+
+
+def d3_kernel_update(lab, e):
+    upd = os.path.join(lab.dir, "update")
+    job = os.path.join(lab.work, "d3-job")
+    os.makedirs(job, exist_ok=True)
+    for n in os.listdir(upd):
+        shutil.copy(os.path.join(upd, n), job)
+    with open(os.path.join(job, "job.sh"), "w") as f:
+        # The update runs as a unit of its own: serial-getty on ttyS0 hangs the line up when
+        # it starts, which would kill a process of the marker's unit in the middle of dpkg.
+        f.write("systemd-run --wait --unit=lab-update -p TimeoutStartSec=30min -p StandardOutput=tty "
+                "-p TTYPath=/dev/console -p StandardError=inherit -p IgnoreSIGPIPE=no "
+                "sh -exc 'cd /run/labjob; trap \"\" HUP; dpkg -i ./*.deb; ls -l /boot /boot/efi/*/; "
+                "echo LAB: update rc=0; systemctl poweroff'\n")
+    r = lab.boot("d3", [(lab.a, "virtio", 1), (lab.b, "virtio", 2)],
+                 job={n: os.path.join(job, n) for n in os.listdir(job)})
+    up(lab, r, e, lab.m["kver"], 2)
+    check("LAB: update rc=0" in r.serial, "the kernel update inside the system failed (see its console)", e)
+    same_esps(lab, e, kernel_files(lab, lab.m["update_kver"]))
+    return r
+
+
+def d4_other_alone(lab, e):
+    r = lab.boot("d4", [(lab.b, "sata", 1)])
+    up(lab, r, e, lab.m["update_kver"], 1)
+    return r
+
+
+SCENARIOS = {"1-in-place": d1_in_place, "2-usb-alone": d2_usb_alone, "3-kernel-update": d3_kernel_update,
+             "4-other-alone": d4_other_alone}
+
+
+def main():
+    exit_on_signal()
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    deb, names = os.path.abspath(sys.argv[1]), sys.argv[2:] or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        print(f"debian_lab: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    lab = DebianLab(deb)
+    rows = []
+    for n in names:
+        rows.append(run_scenario(n, SCENARIOS[n], lab))
+        if rows[-1][2] != "ok":
+            break  # the later scenarios continue this system's life: they would fail for this one's reason
+    failed = print_table("lab-debian", rows, t0) + len(names) - len(rows)
+    if not failed:
+        shutil.rmtree(lab.work, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
