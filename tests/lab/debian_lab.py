@@ -55,8 +55,8 @@ class DebianLab:
         a tar on a virtio disk with serial "labjob", which the marker runs before powering off."""
         vars_copy = os.path.join(self.work, f"{tag}-vars.fd")
         shutil.copy(OVMF_VARS, vars_copy)
-        args = qemu_args(disks, firmware=vars_copy)
-        args[args.index("-m") + 1] = "2048"
+        # A full system with dpkg and update-initramfs inside: more memory than a lab ramdisk.
+        args = qemu_args(disks, firmware=vars_copy, mem=2048)
         if job:
             jt = os.path.join(self.work, f"{tag}-job.tar")
             sh("tar", "-cf", jt, "-C", os.path.dirname(next(iter(job.values()))), *[os.path.basename(p) for p in job.values()])

@@ -258,12 +258,12 @@ class GUEST:
 
 
 def qemu_args(disks, initrd=None, append="", base=BASE_ARGS, firmware=None, monitor=None, usb_bus=False, locking=True, ssh_port=None,
-              console2=None, tpm=None):
+              console2=None, tpm=None, mem=1024):
     """disks: [(image, bus)] or [(image, bus, bootindex)]; the bootindex form (None: no index)
     attaches virtio disks as -device so that the firmware can order them. firmware: a
     private copy of OVMF's variables to boot through UEFI; without it the guest kernel boots
     directly with `initrd` and the command line `base append`."""
-    a = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-cpu", CPU, "-smp", str(GUEST.smp), "-m", "1024",
+    a = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-cpu", CPU, "-smp", str(GUEST.smp), "-m", str(mem),
          "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"]
     if firmware:
         a += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
