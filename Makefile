@@ -115,8 +115,8 @@ demo: build setup
 demo-probe: build setup
 	bash tests/lab/demo.sh $(BIN)
 
-# Boot benchmark (not part of check): the stock OpenZFS initramfs-tools and dracut paths
-# against zroam's, BENCH_RUNS boots each (default 5), one guest at a time; prints the table
+# Boot benchmark (not part of check): the stock OpenZFS initramfs-tools and dracut paths and
+# archzfs's mkinitcpio hook against zroam's, BENCH_RUNS boots each (default 5), one guest at a time; prints the table
 # and the targets, writes target/bench/bench.json (tests/lab/bench.py).
 bench: build setup
 	python3 tests/lab/bench.py $(BIN) $(BENCH_ARGS)

@@ -8,6 +8,8 @@ Paths:    stock-itools   mkinitramfs + OpenZFS's zfs-initramfs (the baseline, ra
           zroam-init     zroam as /init of its own ramdisk
           zroam-dracut   dracut (systemd) + zroam beside zfs-dracut
           zroam-itools   mkinitramfs + zroam beside zfs-initramfs
+          stock-mkinitcpio  mkinitcpio v41 + archzfs's `zfs` hook (tests/mkinitcpio/real.sh only)
+          zroam-mkinitcpio  mkinitcpio v41 + zroam beside archzfs's hook (real.sh with)
 Scenarios: in-place (the mirror on two virtio disks), usb-moved (one mirror disk on USB,
           the other gone), scale-1 / scale-8 / scale-32 (that many virtio-scsi LUNs; scale-1
           holds a one-disk pool, the others a mirror on the first and last LUN and blank
@@ -24,7 +26,7 @@ import statistics
 import sys
 import time
 
-from vmlab import Lab, exit_on_signal, generator_initrd, generator_lab, kver, log
+from vmlab import OURS, Lab, exit_on_signal, generator_initrd, generator_lab, kver, log
 
 PATHS = {
     # name: (how the ramdisk is made, zroam inside?)
@@ -33,11 +35,17 @@ PATHS = {
     "zroam-init": (None, True),
     "zroam-dracut": (("dracut-systemd", "with"), True),
     "zroam-itools": (("initramfs-tools", "with"), True),
+    "stock-mkinitcpio": (("mkinitcpio", "only"), False),
+    "zroam-mkinitcpio": (("mkinitcpio", "with"), True),
 }
 BASELINE = "stock-itools"
 SCENARIOS = ["in-place", "usb-moved", "scale-1", "scale-8", "scale-32"]
-# The same root= for every path: all of them read OpenZFS's spelling.
+# The same root= for every path: all of them read OpenZFS's spelling. archzfs's hook alone
+# also needs `rw` (else it imports the pool read-only, as Arch's own command lines know) and
+# the hostid: its image lacks /etc/hostid, so without spl.spl_hostid= (Arch users' way
+# round it) the lab's pools are "previously in use from another system" and it panics.
 APPEND = "root=ZFS=rpool/ROOT/debian"
+APPENDS = {"stock-mkinitcpio": f"{APPEND} rw spl.spl_hostid=0x{OURS}"}
 TARGETS = {"ratio": 0.8, "cpu_ms": 50.0, "probe_ratio": 2.0, "binary_mib": 2.0, "rss_mib": 8.0}
 
 
@@ -62,7 +70,7 @@ def lab_for(binary, path):
 
 def one_boot(lab, path, scenario, run):
     tag = f"{path}-{scenario}-{run}"
-    r = lab.boot(tag, disks(lab, scenario, tag), append=APPEND, timeout=180)
+    r = lab.boot(tag, disks(lab, scenario, tag), append=APPENDS.get(path, APPEND), timeout=180)
     for f in os.listdir(lab.work):
         if f.startswith(tag) and f.endswith(".img"):
             os.unlink(os.path.join(lab.work, f))
@@ -125,17 +133,17 @@ def fmt(x, spec=".2f"):
 
 
 def print_tables(rows, sizes):
-    print(f"{'scenario':<10} {'path':<13} {'ok':>5} {'median s':>8} {'min':>6} {'max':>6} {'ratio':>6}  "
+    print(f"{'scenario':<10} {'path':<16} {'ok':>5} {'median s':>8} {'min':>6} {'max':>6} {'ratio':>6}  "
           f"{'cpu ms':>6} {'rss KiB':>7} {'probe ms':>8}")
     for r in rows:
-        print(f"{r['scenario']:<10} {r['path']:<13} {r['ok']:>2}/{r['boots']:<2} {fmt(r['median_s']):>8} "
+        print(f"{r['scenario']:<10} {r['path']:<16} {r['ok']:>2}/{r['boots']:<2} {fmt(r['median_s']):>8} "
               f"{fmt(r['min_s']):>6} {fmt(r['max_s']):>6} {fmt(r['ratio']):>6}  {fmt(r.get('cpu_ms'), '.0f'):>6} "
               f"{fmt(r.get('rss_kib_max'), 'd'):>7} {fmt(r.get('probe_ms'), '.0f'):>8}")
     print("\nzroam's stages (median ms): scenario path: stage=ms ...")
     for r in rows:
         if r.get("stages_ms"):
             st = " ".join(f"{n}={fmt(v, '.0f')}" for n, v in r["stages_ms"].items())
-            print(f"  {r['scenario']:<10} {r['path']:<13} {st}")
+            print(f"  {r['scenario']:<10} {r['path']:<16} {st}")
     print("\nsizes: " + ", ".join(f"{k} {v / 1048576:.2f} MiB" for k, v in sizes.items()))
 
 
@@ -215,7 +223,8 @@ def main():
     os.makedirs(os.path.dirname(o["json"]), exist_ok=True)
     with open(o["json"], "w") as f:
         json.dump({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
-                   "host_cpus": os.cpu_count(), "guest_kernel": kver(), "runs": o["runs"], "append": APPEND,
+                   "host_cpus": os.cpu_count(), "guest_kernel": kver(), "runs": o["runs"],
+                   "append": {p: APPENDS.get(p, APPEND) for p in o["paths"]},
                    "sizes": sizes, "rows": rows, "targets": [dict(zip(("name", "measured", "limit", "met"), t)) for t in tg],
                    "boots": recs}, f, indent=1)
     print(f"JSON: {o['json']} ({time.monotonic() - t0:.0f} s)")

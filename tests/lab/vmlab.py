@@ -703,11 +703,14 @@ def ssh_unlock(port, key, passphrase, timeout=150, command="zroam unlock"):
 
 
 def generator_initrd(binary, kind, stock, pin=None, dropbear=None, plymouth=None, keyd=None):
-    """The ramdisk a real generator made (gen-images.sh KIND STOCK [PIN]), cached; dropbear:
-    a public key, for an initramfs-tools image with dropbear-initramfs; plymouth: a theme
-    (text, details), for a dracut image with Plymouth; keyd: a directory of key hooks."""
+    """The ramdisk a real generator made (gen-images.sh KIND STOCK [PIN], or for KIND
+    mkinitcpio the real mkinitcpio v41: tests/mkinitcpio/real.sh STOCK [PIN]), cached;
+    dropbear: a public key, for an initramfs-tools image with dropbear-initramfs; plymouth: a
+    theme (text, details), for a dracut image with Plymouth; keyd: a directory of key hooks."""
     env = dict(os.environ, LAB_DROPBEAR=dropbear or "", LAB_PLYMOUTH=plymouth or "", LAB_KEYD=keyd or "")
-    return sh("bash", os.path.join(HERE, "gen-images.sh"), binary, kind, stock, *([pin] if pin else []), env=env).strip()
+    script = os.path.join(HERE, "..", "mkinitcpio", "real.sh") if kind == "mkinitcpio" else os.path.join(HERE, "gen-images.sh")
+    args = [stock] if kind == "mkinitcpio" else [kind, stock]
+    return sh("bash", script, binary, *args, *([pin] if pin else []), env=env).strip()
 
 
 def generator_lab(binary, generator, initrd):
