@@ -8,10 +8,11 @@
 # post-update hooks give the ESP the new image through kernel-install.
 #
 # Usage: debian-images.sh ZROAM_DEB   -> prints the directory: vda.img, vdb.img,
-#   manifest.json (pool GUID, kernel release, the ESPs' PARTUUIDs), update/ (the kernel
-#   update the lab installs later: the new kernel's package and its zfs modules' package)
-# Cached by the hash of this script, its inputs (the root, the 2.1 tree, the .deb) and the
-# builder ramdisk.
+#          manifest.json (pool GUID, kernel release, the ESPs' PARTUUIDs)
+#        debian-images.sh --update    -> prints the directory of the kernel update the lab
+#          installs later: the new kernel's package, its zfs modules' package, KVER
+# Cached by the hash of this script and its inputs (the root, the 2.1 tree, the .deb, the
+# builder ramdisk; the update: the update row's tree).
 set -euo pipefail
 shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,12 +20,50 @@ export LAB_ROW=zfs21
 # shellcheck source=builder.sh
 source "$here/builder.sh"
 
+dkms_ko() { ls "$1/modules/lib/modules/$(cat "$1/KVER")/updates/dkms/"*.ko; }
+
+# The kernel update, as Debian ships it: the new kernel's own package, and the zfs modules
+# for it packaged the way a DKMS-less system would get them. Its own cache directory: the
+# disks do not wait for its compile.
+update_dir() {
+  local upd_tree upd_kver dir work
+  upd_tree=$("$here/zfs21.sh" update)
+  upd_kver=$(cat "$upd_tree/KVER")
+  dir=$ZROAM_LAB_CACHE/debian-update-$( (cat "$0"; basename "$upd_tree") | sha256sum | cut -c1-16)
+  if [ ! -s "$dir/KVER" ]; then
+    work=$(mktemp -d "$ZROAM_LAB_CACHE/.debian-update.XXXXXX")
+    mkdir -p "$work/zm/DEBIAN" "$work/zm/lib/modules/$upd_kver/updates/dkms" "$work/out"
+    cp "$upd_tree/debs/linux-image-${upd_kver}_"*.deb "$work/out/"
+    # shellcheck disable=SC2046 # one word per module file
+    cp $(dkms_ko "$upd_tree") "$work/zm/lib/modules/$upd_kver/updates/dkms/"
+    cat >"$work/zm/DEBIAN/control" <<CONTROL
+Package: zfs-modules-$upd_kver
+Version: $(cat "$upd_tree/ZFS_VERSION")
+Architecture: amd64
+Maintainer: zroam lab <lab@localhost>
+Provides: zfs-modules
+Section: kernel
+Priority: optional
+Description: OpenZFS $(cat "$upd_tree/ZFS_VERSION") modules for Linux $upd_kver (built by the lab)
+CONTROL
+    dpkg-deb --root-owner-group --build "$work/zm" "$work/out/zfs-modules-$upd_kver.deb" >/dev/null
+    echo "$upd_kver" >"$work/out/KVER"
+    rm -rf "$dir"
+    mv -T "$work/out" "$dir"
+    rm -rf "$work"
+  fi
+  echo "$dir"
+}
+
+if [ "${1:-}" = --update ]; then
+  update_dir
+  exit 0
+fi
+
 deb=$(realpath "$1")
 root_tar=$("$here/debian-root.sh")
 tree=$LAB_ROW_TREE
 kver=$LAB_KVER
-upd_tree=$("$here/zfs21.sh" update)
-upd_kver=$(cat "$upd_tree/KVER")
 
 # What the guest's console shows once the system is up: the marker the lab waits for, the
 # report, the pool, then the job of a "labjob" disk if there is one (the kernel update),
@@ -75,7 +114,11 @@ SCRIPT
 
 job() {
   cat <<JOB
+# Where the builder's time goes, in its log: seconds since its kernel started; 
+# also on the console, which the builder's serial log keeps even when the job times out.
+t() { echo "LAB-T \$(cut -d' ' -f1 /proc/uptime) \$*" | tee /dev/console; }
 $(lab_job_disks 2 "$LAB_OURS" 256M)
+t disks
 # The root pool as a Debian-on-ZFS guide makes it, by Debian's own zpool (2.1.11).
 zpool create -f -o ashift=12 -o cachefile=none -O acltype=posixacl -O xattr=sa -O compression=lz4 \\
   -O relatime=on -O normalization=formD -O mountpoint=none -O canmount=off -R /mnt rpool mirror /dev/vda2 /dev/vdb2
@@ -83,7 +126,9 @@ zfs create -o canmount=off -o mountpoint=none rpool/ROOT
 zfs create -o canmount=noauto -o mountpoint=/ rpool/ROOT/debian
 zfs mount rpool/ROOT/debian
 zpool set bootfs=rpool/ROOT/debian rpool
+t pool
 tar -xf /dev/vdc -C /mnt
+t root copied
 mkdir -p /tmp/p && tar -xf /dev/vdd -C /tmp/p
 # The zfs modules, where DKMS would have put them.
 mkdir -p /mnt/lib/modules/$kver/updates/dkms
@@ -109,12 +154,15 @@ chroot /mnt /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 DEBI
   bootctl install --no-variables --esp-path=/boot/efi
   systemctl enable zroam-lab.service
   # Installing zroam: its trigger rebuilds the image, the hooks put it on the ESP.
+  echo "LAB-T \$(cut -d" " -f1 /proc/uptime) set up" | tee /dev/console
   dpkg -i /tmp/zroam.deb
+  echo "LAB-T \$(cut -d" " -f1 /proc/uptime) zroam installed" | tee /dev/console
   rm /tmp/zroam.deb
   lsinitramfs /boot/initrd.img-$kver | grep -E "usr/sbin/zroam|scripts/zfs\$"
   cat /etc/machine-id > /machine-id.lab
   find /boot/efi -type f | sort
 '
+t chroot done
 mv /mnt/machine-id.lab /out/machine-id
 echo "\$esp" > /out/esp-a; blkid -s PARTUUID -o value /dev/vdb1 > /out/esp-b
 zpool get -H -o value guid rpool > /out/guid
@@ -124,8 +172,7 @@ zpool export rpool
 JOB
 }
 
-dkms_ko() { ls "$1/modules/lib/modules/$(cat "$1/KVER")/updates/dkms/"*.ko; }
-key=$( (cat "$0" "$deb"; basename "$root_tar"; basename "$tree"; basename "$upd_tree"; basename "$(lab_builder_initrd)") |
+key=$( (cat "$0" "$deb"; basename "$root_tar"; basename "$tree"; basename "$(lab_builder_initrd)") |
   sha256sum | cut -c1-16)
 dir=$ZROAM_LAB_CACHE/debian-images
 if [ "$(cat "$dir/key" 2>/dev/null)" != "$key" ]; then
@@ -142,31 +189,13 @@ if [ "$(cat "$dir/key" 2>/dev/null)" != "$key" ]; then
   tar -cf "$work/payload.tar" -C "$work/p" .
   truncate -s 3G "$dir/vda.img" "$dir/vdb.img"
   job >"$dir/job.sh"
-  LAB_JOB_TIMEOUT=1500 lab_run_job "$dir/job.sh" "$dir/out" "$dir/vda.img" "$dir/vdb.img" "$root_tar" "$work/payload.tar" >&2
+  LAB_JOB_TIMEOUT=2400 lab_run_job "$dir/job.sh" "$dir/out" "$dir/vda.img" "$dir/vdb.img" "$root_tar" "$work/payload.tar" >&2
 
-  # The kernel update, as Debian ships it: the new kernel's own package, and the zfs
-  # modules for it packaged the way a DKMS-less system would get them.
-  mkdir -p "$dir/update" "$work/zm/DEBIAN" "$work/zm/lib/modules/$upd_kver/updates/dkms"
-  cp "$upd_tree/debs/linux-image-${upd_kver}_"*.deb "$dir/update/"
-  # shellcheck disable=SC2046 # one word per module file
-  cp $(dkms_ko "$upd_tree") "$work/zm/lib/modules/$upd_kver/updates/dkms/"
-  cat >"$work/zm/DEBIAN/control" <<CONTROL
-Package: zfs-modules-$upd_kver
-Version: $(cat "$upd_tree/ZFS_VERSION")
-Architecture: amd64
-Maintainer: zroam lab <lab@localhost>
-Provides: zfs-modules
-Section: kernel
-Priority: optional
-Description: OpenZFS $(cat "$upd_tree/ZFS_VERSION") modules for Linux $upd_kver (built by the lab)
-CONTROL
-  dpkg-deb --root-owner-group --build "$work/zm" "$dir/update/zfs-modules-$upd_kver.deb" >/dev/null
-
-  python3 - "$dir" "$kver" "$upd_kver" <<'PY'
+  python3 - "$dir" "$kver" <<'PY'
 import json, sys
-d, kver, upd = sys.argv[1:]
+d, kver = sys.argv[1:]
 out = lambda n: open(f"{d}/out/{n}").read().strip()
-json.dump({"pool": "rpool", "pool_guid": out("guid"), "kver": kver, "update_kver": upd,
+json.dump({"pool": "rpool", "pool_guid": out("guid"), "kver": kver,
            "machine_id": out("machine-id"), "esp": [out("esp-a"), out("esp-b")],
            "disks": [f"{d}/vda.img", f"{d}/vdb.img"]}, open(f"{d}/manifest.json", "w"), indent=1)
 PY

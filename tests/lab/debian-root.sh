@@ -91,6 +91,28 @@ path-exclude=/usr/share/locale/*
 path-include=/usr/share/locale/locale.alias
 path-exclude=/usr/share/lintian/*
 EOF
+# Nor the kernel's drivers for hardware no lab guest has (graphics, sound, media, network
+# cards, wireless, InfiniBand): half of a kernel package's 400 MB, which every image would
+# copy and the kernel update would unpack under emulation. Storage, USB, input, virtio and
+# the file systems stay, so the image update-initramfs makes (MODULES=most) still carries
+# every disk driver a moved disk may need. (bookworm's kernel packages ship /lib/modules,
+# merged into /usr by a link: that is the path dpkg matches.)
+cat >"$root/etc/dpkg/dpkg.cfg.d/02-lab-nodrivers" <<'EOF'
+path-exclude=/lib/modules/*/kernel/drivers/gpu/*
+path-exclude=/lib/modules/*/kernel/drivers/media/*
+path-exclude=/lib/modules/*/kernel/drivers/net/ethernet/*
+path-exclude=/lib/modules/*/kernel/drivers/net/wireless/*
+path-exclude=/lib/modules/*/kernel/drivers/net/wwan/*
+path-exclude=/lib/modules/*/kernel/drivers/net/can/*
+path-exclude=/lib/modules/*/kernel/drivers/infiniband/*
+path-exclude=/lib/modules/*/kernel/drivers/iio/*
+path-exclude=/lib/modules/*/kernel/drivers/staging/*
+path-exclude=/lib/modules/*/kernel/drivers/comedi/*
+path-exclude=/lib/modules/*/kernel/sound/*
+path-exclude=/lib/modules/*/kernel/net/wireless/*
+path-exclude=/lib/modules/*/kernel/net/mac80211/*
+path-exclude=/lib/modules/*/kernel/net/bluetooth/*
+EOF
 
 # Packages are installed into a tree, not a running system: no service may start on the
 # host. The file is removed again before the tree is packed.

@@ -44,10 +44,20 @@ class DebianLab:
             self.m = json.load(f)
         self.work = tempfile.mkdtemp(prefix="zroam-debian-", dir=os.environ.get("TMPDIR", "/tmp"))
         self.boots = []
+        self._update = None
         # One system: the scenarios share these two disks, in order.
         self.a, self.b = (os.path.join(self.work, n) for n in ("a.img", "b.img"))
         for src, dst in zip(self.m["disks"], (self.a, self.b)):
             subprocess.run(["cp", "--sparse=always", src, dst], check=True)
+
+    def update(self):
+        """The kernel update's directory (its packages, KVER): built on first use, so that the
+        first scenarios do not wait for the new kernel's zfs modules to compile."""
+        if self._update is None:
+            d = sh("bash", os.path.join(HERE, "debian-images.sh"), "--update").strip()
+            with open(os.path.join(d, "KVER")) as f:
+                self._update = (d, f.read().strip())
+        return self._update
 
     def boot(self, tag, disks, job=None, timeout=BOOT_TIMEOUT):
         """disks: [(image, bus, bootindex)] through OVMF (fresh variables: no boot entry, the
@@ -137,10 +147,10 @@ def d2_usb_alone(lab, e):
 
 
 def d3_kernel_update(lab, e):
-    upd = os.path.join(lab.dir, "update")
+    upd, upd_kver = lab.update()
     job = os.path.join(lab.work, "d3-job")
     os.makedirs(job, exist_ok=True)
-    for n in os.listdir(upd):
+    for n in (n for n in os.listdir(upd) if n.endswith(".deb")):
         shutil.copy(os.path.join(upd, n), job)
     with open(os.path.join(job, "job.sh"), "w") as f:
         # serial-getty on ttyS0 hangs the line up when it starts, and the marker's output
@@ -153,13 +163,13 @@ def d3_kernel_update(lab, e):
                  job={n: os.path.join(job, n) for n in os.listdir(job)})
     up(lab, r, e, lab.m["kver"], 2)
     check("LAB: update rc=0" in r.serial, "the kernel update inside the system failed (see its console)", e)
-    same_esps(lab, e, kernel_files(lab, lab.m["update_kver"]))
+    same_esps(lab, e, kernel_files(lab, upd_kver))
     return r
 
 
 def d4_other_alone(lab, e):
     r = lab.boot("d4", [(lab.b, "sata", 1)])
-    up(lab, r, e, lab.m["update_kver"], 1)
+    up(lab, r, e, lab.update()[1], 1)
     return r
 
 
