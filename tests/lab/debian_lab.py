@@ -134,6 +134,7 @@ def kernel_files(lab, kver):
 def d1_in_place(lab, e):
     r = lab.boot("d1", [(lab.a, "virtio", 1), (lab.b, "virtio", 2)])
     up(lab, r, e, lab.m["kver"], 2)
+    check("LAB: /boot/efi not mounted" not in r.serial, "the first disk's ESP was not mounted on /boot/efi (fstab)", e)
     esp = esp_lab.esp_report(r)
     check(esp.get("primary") == lab.m["esp"][0], f"primary ESP {esp.get('primary')}, expected the first disk's", e)
     same_esps(lab, e, kernel_files(lab, lab.m["kver"]) + ["EFI/BOOT/BOOTX64.EFI"])
@@ -156,12 +157,14 @@ def d3_kernel_update(lab, e):
         # serial-getty on ttyS0 hangs the line up when it starts, and the marker's output
         # then fails with EIO (dpkg would abort on it): the update writes to a file, which
         # goes to the serial line, opened anew, once it is done.
-        f.write("rc=0; dpkg -i ./*.deb >update.log 2>&1 || rc=$?\n"
-                "ls -l /boot /boot/efi/*/ >>update.log 2>&1\n"
+        f.write("rc=0; mountpoint -q /boot/efi || rc=99\n"
+                "[ $rc = 0 ] && { dpkg -i ./*.deb >update.log 2>&1 || rc=$?; }\n"
+                "ls -l /boot /boot/efi/*/ >>update.log 2>&1 || true\n"
                 "{ cat update.log; echo \"LAB: update rc=$rc\"; } >/dev/ttyS0 2>&1\n")
     r = lab.boot("d3", [(lab.a, "virtio", 1), (lab.b, "virtio", 2)],
                  job={n: os.path.join(job, n) for n in os.listdir(job)})
     up(lab, r, e, lab.m["kver"], 2)
+    check("LAB: update rc=99" not in r.serial, "/boot/efi was not mounted: the update would not reach the ESP", e)
     check("LAB: update rc=0" in r.serial, "the kernel update inside the system failed (see its console)", e)
     same_esps(lab, e, kernel_files(lab, upd_kver))
     return r
