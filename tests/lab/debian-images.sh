@@ -237,7 +237,7 @@ if [ "$(cat "$dir/key" 2>/dev/null)" != "$key" ]; then
   rm -rf "$dir"
   mkdir -p "$dir"
   work=$(mktemp -d "$ZROAM_LAB_CACHE/.debian-images.XXXXXX")
-  trap 'umount "$work/root/dev" "$work/root/proc" "$work/root/boot/efi" 2>/dev/null; rm -rf --one-file-system "$work"' EXIT
+  trap 'umount "$work/root/dev" "$work/root/proc" "$work/root/boot/efi" 2>/dev/null || true; rm -rf --one-file-system "$work"' EXIT
   mkdir -p "$work/z" "$work/root" "$work/esp"
   dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/sbin/zroam >"$work/z/zroam" && chmod 0755 "$work/z/zroam"
   tar -cf "$work/zroam.tar" -C "$work/z" zroam
