@@ -104,13 +104,13 @@ lab-esp: build setup
 # A Debian 12 system on a ZFS mirror (Debian's OpenZFS 2.1.11 and kernel 6.1, an ESP per
 # disk, systemd-boot) with zroam's .deb installed by dpkg, booted by OVMF to multi-user,
 # moved to USB, through a kernel update (tests/lab/debian_lab.py).
-lab-debian: deb setup
+lab-debian: setup deb
 	python3 tests/lab/debian_lab.py target/debian/zroam_$(VERSION)_*.deb $(DEBIAN_SCENARIOS)
 
 # What of it `make check` runs: the system built and booted in place and moved to USB. The
 # kernel update stays in lab-debian: the new kernel's zfs modules compile for about 10
 # minutes and its update-initramfs takes 9 more under emulation.
-lab-debian-core: deb setup
+lab-debian-core: setup deb
 	python3 tests/lab/debian_lab.py target/debian/zroam_$(VERSION)_*.deb 1-in-place 2-usb-alone
 
 # Boots a mirror's second disk alone, over USB: zroam's log, the report, the BE's marker.
