@@ -40,6 +40,7 @@ update_dir() {
   dir=$ZROAM_LAB_CACHE/debian-update-$( (cat "$0"; basename "$upd_tree") | sha256sum | cut -c1-16)
   if [ ! -s "$dir/KVER" ]; then
     work=$(mktemp -d "$ZROAM_LAB_CACHE/.debian-update.XXXXXX")
+    trap 'rm -rf "${work:-}"' EXIT
     mkdir -p "$work/zm/DEBIAN" "$work/zm/lib/modules/$upd_kver/updates/dkms" "$work/out"
     cp "$upd_tree/debs/linux-image-${upd_kver}_"*.deb "$work/out/"
     # shellcheck disable=SC2046 # one word per module file
@@ -59,6 +60,7 @@ CONTROL
     rm -rf "$dir"
     mv -T "$work/out" "$dir"
     rm -rf "$work"
+    trap - EXIT
   fi
   echo "$dir"
 }
@@ -238,7 +240,7 @@ if [ "$(cat "$dir/key" 2>/dev/null)" != "$key" ]; then
   mkdir -p "$dir"
   work=$(mktemp -d "$ZROAM_LAB_CACHE/.debian-images.XXXXXX")
   trap 'umount "$work/root/dev" "$work/root/proc" "$work/root/boot/efi" 2>/dev/null || true; rm -rf --one-file-system "$work"' EXIT
-  mkdir -p "$work/z" "$work/root" "$work/esp"
+  mkdir -p "$work/z" "$work/root"
   dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/sbin/zroam >"$work/z/zroam" && chmod 0755 "$work/z/zroam"
   tar -cf "$work/zroam.tar" -C "$work/z" zroam
   truncate -s 3G "$dir/vda.img" "$dir/vdb.img"

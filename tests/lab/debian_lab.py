@@ -154,9 +154,10 @@ def d3_kernel_update(lab, e):
     for n in (n for n in os.listdir(upd) if n.endswith(".deb")):
         shutil.copy(os.path.join(upd, n), job)
     with open(os.path.join(job, "job.sh"), "w") as f:
-        # serial-getty on ttyS0 hangs the line up when it starts, and the marker's output
-        # then fails with EIO (dpkg would abort on it): the update writes to a file, which
-        # goes to the serial line, opened anew, once it is done.
+        # dpkg writes to a file, not to the marker's serial line (a getty's hang-up of that
+        # line made it abort on EIO once; the lab system now has none there): the file goes
+        # to the serial line, opened anew, once the update is done. Without the ESP mounted
+        # the update would not reach it: rc 99.
         f.write("rc=0; mountpoint -q /boot/efi || rc=99\n"
                 "[ $rc = 0 ] && { dpkg -i ./*.deb >update.log 2>&1 || rc=$?; }\n"
                 "ls -l /boot /boot/efi/*/ >>update.log 2>&1 || true\n"
