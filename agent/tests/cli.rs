@@ -95,3 +95,47 @@ fn status_refuses_what_is_not_a_report() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a report"));
 }
+
+#[test]
+fn status_draws_the_timeline_as_text_and_svg() {
+    let report = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/report/usb-degraded.json");
+    let out = zroam().args(["status", "--timeline", "--report"]).arg(&report).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("zroam boot timeline: booted\n"), "{text}");
+    assert!(text.lines().all(|l| l.chars().count() < 80), "{text}");
+    // Every stage, in the report's order, after the kernel's row.
+    let rows: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("stage ")).skip(1).take_while(|l| !l.is_empty()).collect();
+    let names: Vec<&str> = rows.iter().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(names, ["kernel", "modules", "wait", "zfs-module", "import", "choose-be", "mount", "esp", "pivot"], "{text}");
+    assert!(rows[4].starts_with("import           16.45 s   2.47 s "), "{text}");
+
+    // --svg writes the file whole (nothing left beside it) and prints nothing.
+    let dir = std::env::temp_dir().join(format!("zroam-status-svg-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("boot.svg");
+    fs::write(&svg, "old").unwrap();
+    let out = zroam().args(["status", "--report"]).arg(&report).arg("--svg").arg(&svg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let doc = fs::read_to_string(&svg).unwrap();
+    assert!(doc.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\""), "{doc}");
+    assert!(doc.trim_end().ends_with("</svg>") && doc.contains("<title>zroam boot timeline: booted</title>"));
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+
+    // A path it cannot write is named, and exit 1; nothing is left behind.
+    let bad = dir.join("missing/boot.svg");
+    let out = zroam().args(["status", "--report"]).arg(&report).arg("--svg").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot write {}", bad.display())));
+    let out = zroam().args(["status", "--report"]).arg(&report).arg("--svg").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+    fs::remove_dir_all(&dir).unwrap();
+
+    // --json prints data, the chart is for people: asking for both is a usage error.
+    let out = zroam().args(["status", "--json", "--timeline", "--report"]).arg(&report).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--json and --timeline cannot go together"));
+    assert!(out.stdout.is_empty());
+}

@@ -1,21 +1,27 @@
 //! `zroam status`: this boot's report, read back through the typed contract.
 
 use super::Res;
-use crate::report::{self, Report};
+use crate::report::{self, timeline, Report};
 use std::fmt::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub fn run(mut args: lexopt::Parser) -> Res {
     use lexopt::prelude::*;
-    let mut json = false;
+    let (mut json, mut chart, mut svg) = (false, false, None);
     let mut path = PathBuf::from(report::PATH);
     while let Some(arg) = args.next()? {
         match arg {
             Long("json") => json = true,
+            Long("timeline") => chart = true,
+            Long("svg") => svg = Some(PathBuf::from(args.value()?)),
             Long("report") => path = PathBuf::from(args.value()?),
             _ => return Err(arg.unexpected()),
         }
+    }
+    if json && chart {
+        eprintln!("zroam: status: --json and --timeline cannot go together (--json prints the stages as data: \"stages\")");
+        return Ok(ExitCode::from(2));
     }
     let r = match Report::read(&path) {
         Ok(r) => r,
@@ -24,12 +30,43 @@ pub fn run(mut args: lexopt::Parser) -> Res {
             return Ok(ExitCode::from(1));
         }
     };
+    let t = timeline::build(&r);
+    if let Some(out) = &svg {
+        if let Err(e) = write_whole(out, timeline::svg::render(&t).as_bytes()) {
+            eprintln!("zroam: cannot write {}: {e}", out.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&r).expect("report serialises"));
-    } else {
+    } else if chart {
+        print!("{}", timeline::text::render(&t));
+    } else if svg.is_none() {
         print!("{}", render(&r));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Written to a temporary name beside `path` and renamed: `path` is whole or as it was.
+/// The temporary is created exclusively (O_EXCL), so in a shared directory such as /tmp
+/// nobody can have put a link there for root to write through.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind, Write};
+    use std::os::unix::ffi::OsStrExt;
+    if path.is_dir() || path.as_os_str().as_bytes().ends_with(b"/") {
+        return Err(Error::new(ErrorKind::IsADirectory, "a directory, not a file name"));
+    }
+    let name = path.file_name().ok_or_else(|| Error::new(ErrorKind::InvalidInput, "not a file name"))?;
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    let r = f.write_all(bytes).and_then(|_| f.sync_all()).and_then(|_| std::fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {

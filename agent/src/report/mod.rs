@@ -2,7 +2,9 @@
 //! (`zroam status`, the booted system's tools, the lab). It is the boot's record with the
 //! version, the mode, resource figures and the log, kept at /run/zroam/report.json so it
 //! survives into the booted system. It depends on the rest of the crate; nothing depends on
-//! it but the command line.
+//! it but the command line. `timeline` draws its stage timings.
+
+pub mod timeline;
 
 use crate::boot::record::{Outcome, Record};
 use crate::sys::console;
