@@ -30,8 +30,9 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | un
   pin [--pool NAME|GUID] [--dev PATH]... [-o FILE]
           the root's identity for the ramdisk (/etc/zroam/root.pin): pool GUID, members,
           LUKS containers, ESPs; the pool of / unless --pool names another.
-  status [--json] [--report PATH]
-          this boot's report (/run/zroam/report.json).
+  status [--json] [--timeline] [--svg FILE] [--report PATH]
+          this boot's report (/run/zroam/report.json); --timeline charts its stages on
+          one time axis, --svg writes that chart to FILE as an SVG image.
   unlock [--list] [--id ID] [--wait S]
           answer the boot's passphrase questions from an SSH session or another console:
           asks here (or reads a line from a pipe), sends it to the asker, and says whether

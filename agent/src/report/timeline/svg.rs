@@ -100,7 +100,8 @@ pub fn render(t: &Timeline) -> String {
             Kind::Wait => WAIT_FILL,
         };
         let what = format!("{}: from {} for {}", r.label, secs_text(r.start), secs_text(r.secs));
-        text(&mut s, LEFT - 8.0, y + 12.0, r#" text-anchor="end""#, r.label);
+        let label = if r.kind == Kind::Kernel { "kernel → zroam" } else { r.label };
+        text(&mut s, LEFT - 8.0, y + 12.0, r#" text-anchor="end""#, label);
         let _ = writeln!(s, "<g><title>{}</title>", escape(&what));
         let _ = writeln!(s, r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}"/>"#, n(x0), n(y), n(w), n(BAR_H));
         for &(at, secs) in &r.busy {
@@ -136,8 +137,8 @@ pub fn render(t: &Timeline) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::build;
     use super::super::tests::{bare, fixture};
-    use super::super::{build, KERNEL};
     use super::*;
     use crate::boot::stage::Stage;
 
@@ -235,7 +236,7 @@ mod tests {
         assert!(doc.contains("total 19.82 s since the kernel started"));
         // One label per row, in order, and one bar each (the wait's passes on top of its bar).
         let mut at = 0;
-        for label in [KERNEL, "modules", "wait", "zfs-module", "import", "choose-be", "mount", "esp", "pivot"] {
+        for label in ["kernel → zroam", "modules", "wait", "zfs-module", "import", "choose-be", "mount", "esp", "pivot"] {
             let needle = format!(r#"text-anchor="end">{}</text>"#, escape(label));
             at += doc[at..].find(&needle).unwrap_or_else(|| panic!("{label} missing or out of order"));
         }
