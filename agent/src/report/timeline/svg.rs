@@ -122,7 +122,14 @@ pub fn render(t: &Timeline) -> String {
     // The legend, then what was clamped or odd.
     let mut y = axis_y + 56.0;
     let mut lx = 12.0;
-    for (fill, what) in [(KERNEL_FILL, "kernel"), (WORK_FILL, "working"), (WAIT_FILL, "waiting"), (BUSY_FILL, "probe pass in a wait")] {
+    let has = |k: Kind| t.rows.iter().any(|r| r.kind == k);
+    let legend = [
+        (Kind::Kernel, KERNEL_FILL, "kernel"),
+        (Kind::Work, WORK_FILL, "working"),
+        (Kind::Wait, WAIT_FILL, "waiting"),
+        (Kind::Wait, BUSY_FILL, "probe pass in a wait"),
+    ];
+    for (_, fill, what) in legend.into_iter().filter(|(k, ..)| has(*k)) {
         let _ = writeln!(s, r#"<rect x="{}" y="{}" width="12" height="12" fill="{fill}"/>"#, n(lx), n(y - 10.0));
         text(&mut s, lx + 16.0, y, "", what);
         lx += 40.0 + 7.0 * what.len() as f64;
@@ -294,5 +301,7 @@ mod tests {
         assert!(doc.contains("no stage timings") && doc.contains("no kernel uptime"));
         let doc = render(&build(&bare(None, &[(Stage::Esp, 0, 0)])));
         assert!(doc.contains(r#"width="2.0""#), "a zero-length stage is a thin mark");
+        // The legend names only what is drawn.
+        assert!(!doc.contains(">kernel</text>") && !doc.contains(">waiting</text>") && doc.contains(">working</text>"), "{doc}");
     }
 }
