@@ -20,7 +20,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
         }
     }
     if json && chart {
-        eprintln!("zroam: status: --json and --timeline cannot go together (--json prints the stages as data: \"stages\")");
+        eprintln!("zroam: status: --json and --timeline cannot go together: --json prints the report as data (its \"stages\" hold the timings), --timeline draws them for people");
         return Ok(ExitCode::from(2));
     }
     let r = match Report::read(&path) {
