@@ -13,7 +13,7 @@ FUZZ_ENV := RUSTC_BOOTSTRAP=1
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: install uninstall deb all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp lab-debian lab-debian-core demo demo-probe bench fuzz fixtures clean
+.PHONY: install uninstall deb all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp lab-debian demo demo-probe bench fuzz fixtures clean
 
 all: build
 
@@ -39,7 +39,7 @@ setup:
 toolchain:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-check: build setup lint unit binary lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp lab-debian-core
+check: build setup lint unit binary lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp lab-debian
 
 # Formatting, clippy (warnings are errors) and shellcheck over every shell file of the
 # generators and the lab. Each file names its dialect (shebang or `# shellcheck shell=`)
@@ -106,12 +106,6 @@ lab-esp: build setup
 # moved to USB, through a kernel update (tests/lab/debian_lab.py).
 lab-debian: setup deb
 	python3 tests/lab/debian_lab.py target/debian/zroam_$(VERSION)_*.deb $(DEBIAN_SCENARIOS)
-
-# What of it `make check` runs: the system built and booted in place and moved to USB. The
-# kernel update stays in lab-debian: the new kernel's zfs modules compile for about 10
-# minutes and its update-initramfs takes 9 more under emulation.
-lab-debian-core: setup deb
-	python3 tests/lab/debian_lab.py target/debian/zroam_$(VERSION)_*.deb 1-in-place 2-usb-alone
 
 # Boots a mirror's second disk alone, over USB: zroam's log, the report, the BE's marker.
 demo: build setup

@@ -58,14 +58,28 @@ zroam_resolve() (
 # What zroam's LUKS unlocking loads at run time besides cryptsetup itself (dlopen: ldd does
 # not list it): cryptsetup's token plugins, so that a LUKS2 TPM2 token enrolled with
 # systemd-cryptenroll opens with no question, and the tpm2-tss libraries the TPM2 plugin
-# loads. Prints what this host has, one file a line.
+# loads. Prints what this host has, one file a line. The TPM2 plugin stays out when this
+# host lacks tpm2-tss (Debian's systemd ships the plugin, the libraries are optional): the
+# host itself cannot open a TPM2 token then, and the image would only carry a plugin that
+# fails to load.
 zroam_luks_extras() (
     plugins=$(zroam_resolve "/lib/x86_64-linux-gnu/cryptsetup/libcryptsetup-token-*.so" ||
         zroam_resolve "/usr/lib/cryptsetup/libcryptsetup-token-*.so" ||
         zroam_resolve "/usr/lib64/cryptsetup/libcryptsetup-token-*.so") || return 0
-    echo "$plugins"
-    # shellcheck disable=SC2086 # a word list, split on purpose
-    case $plugins in *systemd-tpm2*) zroam_needs $zroam_tpm2_libs ;; esac
+    for p in $plugins; do
+        case $p in
+        *systemd-tpm2*)
+            libs=
+            for n in $zroam_tpm2_libs; do
+                l=$(zroam_resolve "$n") || continue 2
+                libs="$libs
+$l"
+            done
+            echo "$p$libs"
+            ;;
+        *) echo "$p" ;;
+        esac
+    done
 )
 zroam_tpm2_libs="libtss2-esys.so.0 libtss2-rc.so.0 libtss2-mu.so.0 libtss2-tcti-device.so.0 libtss2-tctildr.so.0"
 

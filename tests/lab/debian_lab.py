@@ -38,25 +38,44 @@ JOB_TIMEOUT = 1200
 
 
 class DebianLab:
-    def __init__(self, deb):
+    def __init__(self, deb, names):
+        self.boots = []
+        self._update = None
+        self._update_err = None
+        self._update_thread = None
+        if SCENARIOS_NEED_UPDATE & set(names):
+            # The new kernel's zfs modules compile (minutes, on a fresh machine) while the
+            # system's images are built and its first boots run: those wait on the network,
+            # on the emulator's one busy vCPU, and would leave a core idle.
+            self._update_thread = threading.Thread(target=self._build_update, daemon=True)
+            self._update_thread.start()
         self.dir = sh("bash", os.path.join(HERE, "debian-images.sh"), deb).strip()
         with open(os.path.join(self.dir, "manifest.json")) as f:
             self.m = json.load(f)
         self.work = tempfile.mkdtemp(prefix="zroam-debian-", dir=os.environ.get("TMPDIR", "/tmp"))
-        self.boots = []
-        self._update = None
         # One system: the scenarios share these two disks, in order.
         self.a, self.b = (os.path.join(self.work, n) for n in ("a.img", "b.img"))
         for src, dst in zip(self.m["disks"], (self.a, self.b)):
             subprocess.run(["cp", "--sparse=always", src, dst], check=True)
 
-    def update(self):
-        """The kernel update's directory (its packages, KVER): built on first use, so that the
-        first scenarios do not wait for the new kernel's zfs modules to compile."""
-        if self._update is None:
+    def _build_update(self):
+        try:
             d = sh("bash", os.path.join(HERE, "debian-images.sh"), "--update").strip()
             with open(os.path.join(d, "KVER")) as f:
                 self._update = (d, f.read().strip())
+        except Exception as x:  # reported by update(), in the scenario that needs it
+            tail = "\n".join((getattr(x, "stderr", None) or "").splitlines()[-20:])
+            self._update_err = f"{x}\n{tail}" if tail else str(x)
+
+    def update(self):
+        """The kernel update's directory (its packages, KVER): built beside the first
+        scenarios (see __init__), or now if none started it."""
+        if self._update_thread is not None:
+            self._update_thread.join()
+        elif self._update is None and self._update_err is None:
+            self._build_update()
+        if self._update_err is not None:
+            raise RuntimeError(f"the kernel update's packages could not be built: {self._update_err}")
         return self._update
 
     def boot(self, tag, disks, job=None, timeout=BOOT_TIMEOUT):
@@ -156,10 +175,13 @@ def d3_kernel_update(lab, e):
     with open(os.path.join(job, "job.sh"), "w") as f:
         # dpkg writes to a file, not to the marker's serial line (a getty's hang-up of that
         # line made it abort on EIO once; the lab system now has none there): the file goes
-        # to the serial line, opened anew, once the update is done. Without the ESP mounted
-        # the update would not reach it: rc 99.
-        f.write("rc=0; mountpoint -q /boot/efi || rc=99\n"
-                "[ $rc = 0 ] && { dpkg -i ./*.deb >update.log 2>&1 || rc=$?; }\n"
+        # to the serial line, opened anew, once the update is done. Each line carries the
+        # uptime, to show where the update's minutes go. Without the ESP mounted the update
+        # would not reach it: rc 99.
+        f.write("set +ex; rc=0; mountpoint -q /boot/efi || rc=99\n"
+                "[ $rc = 0 ] && { { dpkg -i ./*.deb; echo \"dpkg rc=$?\"; } 2>&1 |\n"
+                "  while IFS= read -r l; do read -r up _ </proc/uptime; echo \"[$up] $l\"; done >update.log\n"
+                "  rc=$(sed -n 's/.*dpkg rc=//p' update.log); }\n"
                 "ls -l /boot /boot/efi/*/ >>update.log 2>&1 || true\n"
                 "{ cat update.log; echo \"LAB: update rc=$rc\"; } >/dev/ttyS0 2>&1\n")
     r = lab.boot("d3", [(lab.a, "virtio", 1), (lab.b, "virtio", 2)],
@@ -168,7 +190,20 @@ def d3_kernel_update(lab, e):
     check("LAB: update rc=99" not in r.serial, "/boot/efi was not mounted: the update would not reach the ESP", e)
     check("LAB: update rc=0" in r.serial, "the kernel update inside the system failed (see its console)", e)
     same_esps(lab, e, kernel_files(lab, upd_kver))
+    r.note = update_times(r.serial) or r.note
     return r
+
+
+def update_times(serial):
+    """Where the update's time went, from the uptimes of dpkg's lines: the unpacking, the
+    new kernel's image (update-initramfs), the rest (kernel-install, the ESP hooks)."""
+    lines = re.findall(r"^\[(\d+\.\d+)\] (.*?)\r?$", serial, re.M)
+    at = lambda pat: next((float(t) for t, l in lines if re.search(pat, l)), None)
+    first, gen, end = (float(lines[0][0]) if lines else None), at(r"update-initramfs: Generating"), at(r"^dpkg rc=")
+    after = at(r"kernel version \S+ in systemd-boot")  # initramfs-tools' post-update hook: the image is made
+    if None in (first, gen, after, end):
+        return ""
+    return f"dpkg -i {end - first:.0f} s: unpack {gen - first:.0f}, update-initramfs {after - gen:.0f}, rest {end - after:.0f}"
 
 
 def d4_other_alone(lab, e):
@@ -177,6 +212,7 @@ def d4_other_alone(lab, e):
     return r
 
 
+SCENARIOS_NEED_UPDATE = {"3-kernel-update", "4-other-alone"}
 SCENARIOS = {"1-in-place": d1_in_place, "2-usb-alone": d2_usb_alone, "3-kernel-update": d3_kernel_update,
              "4-other-alone": d4_other_alone}
 
@@ -192,7 +228,7 @@ def main():
         print(f"debian_lab: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    lab = DebianLab(deb)
+    lab = DebianLab(deb, names)
     rows = []
     for n in names:
         rows.append(run_scenario(n, SCENARIOS[n], lab))
