@@ -57,6 +57,15 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn preload_leaves_another_root_alone() {
+    // Only the root that is not zroam's: the other answer would load zfs on this machine.
+    let out = zroam().args(["preload", "--cmdline", "root=/dev/sda1 ro quiet"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    assert_eq!(zroam().args(["preload", "--bogus"]).status().unwrap().code(), Some(2));
+}
+
+#[test]
 fn status_names_each_key_and_where_it_came_from() {
     use zroam::boot::record::Outcome;
     use zroam::keys::{KeyKind, KeyOutcome, KeyRecord};

@@ -7,13 +7,14 @@ mod esp;
 mod init;
 mod pin;
 mod plan;
+mod preload;
 mod probe;
 mod status;
 mod unlock;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | unlock | ask | esp | be   (zroam --version)
+const USAGE: &str = "usage: zroam init | boot | preload | probe | plan | pin | status | unlock | ask | esp | be   (zroam --version)
 
   init    PID 1 of a zroam ramdisk (also when run as /init): mount /proc /sys /dev /run,
           load storage and zfs modules, then boot; on failure, the report and a shell.
@@ -21,6 +22,9 @@ const USAGE: &str = "usage: zroam init | boot | probe | plan | pin | status | un
           find the pool (waiting on uevents), import it, choose the boot environment, mount
           it at DIR (default /sysroot) and switch root into its init, or with --no-switch
           stop after mounting (for dracut, initramfs-tools and mkinitcpio hooks).
+  preload [--cmdline STR]
+          modprobe zfs now when boot would take this root (a generator's earliest hook,
+          so the module loads while udev does); otherwise nothing. Always exits 0.
   probe [--json] [--timeout S] [--dev PATH]...
           read every block device: partition tables, ESPs, LUKS, md, ZFS labels; group the
           labels into pools. Read-only.
@@ -94,6 +98,7 @@ pub fn main() -> ExitCode {
     let r = match sub.as_str() {
         "init" => return init::run(),
         "boot" => boot::run(args),
+        "preload" => preload::run(args),
         "probe" => probe::run(args),
         "plan" => plan::run(args),
         "status" => status::run(args),

@@ -10,5 +10,6 @@ pub mod menu;
 pub mod net;
 pub mod pin;
 pub mod plan;
+pub mod preload;
 pub mod resume;
 pub mod trust;
