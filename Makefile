@@ -46,6 +46,7 @@ check: build setup lint unit binary lab-probe lab-boot lab-boot21 lab-be lab-gen
 # and the files it sources (`# shellcheck source=`, relative to the file: -P SCRIPTDIR),
 # which -x follows.
 SHELL_FILES := dracut/90zroam/*.sh initramfs-tools/hooks/zroam initramfs-tools/scripts/zroam \
+  initramfs-tools/scripts/init-top/preload-zroam \
   initramfs-tools/conf.d/zroam initramfs-tools/share/zroam-install.sh \
   mkinitcpio/install/zroam mkinitcpio/hooks/zroam tests/lab/*.sh tests/mkinitcpio/* \
   initramfs-tools/post-update.d/zroam-esp mkinitcpio/post/zroam-esp \
@@ -144,6 +145,7 @@ INITRAMFS_POST_UPDATE_DIR ?= /etc/initramfs/post-update.d
 MKINITCPIO_POST_DIR ?= /usr/lib/initcpio/post
 INSTALLED := $(PREFIX)/sbin/zroam $(PREFIX)/share/man/man8/zroam.8 $(PREFIX)/share/man/man7/zroam-boot.7 $(PREFIX)/lib/zroam $(PREFIX)/share/zroam $(PREFIX)/lib/dracut/modules.d/90zroam \
   $(PREFIX)/share/initramfs-tools/hooks/zroam $(PREFIX)/share/initramfs-tools/scripts/zroam \
+  $(PREFIX)/share/initramfs-tools/scripts/init-top/preload-zroam \
   $(PREFIX)/share/initramfs-tools/conf.d/zroam \
   $(PREFIX)/lib/initcpio/install/zroam $(PREFIX)/lib/initcpio/hooks/zroam \
   $(KERNEL_INSTALL_DIR)/96-zroam-esp.install $(INITRAMFS_POST_UPDATE_DIR)/zroam-esp \
@@ -158,9 +160,10 @@ install: build man
 	install -m 0755 initramfs-tools/share/key.d/* $(DESTDIR)$(PREFIX)/share/zroam/key.d/
 	install -d $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam
 	install -m 0755 dracut/90zroam/*.sh $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/
-	install -m 0644 dracut/90zroam/zroam.service $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/
+	install -m 0644 dracut/90zroam/zroam.service dracut/90zroam/zroam-preload.service $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam/
 	install -D -m 0755 initramfs-tools/hooks/zroam $(DESTDIR)$(PREFIX)/share/initramfs-tools/hooks/zroam
 	install -D -m 0644 initramfs-tools/scripts/zroam $(DESTDIR)$(PREFIX)/share/initramfs-tools/scripts/zroam
+	install -D -m 0755 initramfs-tools/scripts/init-top/preload-zroam $(DESTDIR)$(PREFIX)/share/initramfs-tools/scripts/init-top/preload-zroam
 	install -D -m 0644 initramfs-tools/conf.d/zroam $(DESTDIR)$(PREFIX)/share/initramfs-tools/conf.d/zroam
 	install -D -m 0644 mkinitcpio/install/zroam $(DESTDIR)$(PREFIX)/lib/initcpio/install/zroam
 	install -D -m 0644 mkinitcpio/hooks/zroam $(DESTDIR)$(PREFIX)/lib/initcpio/hooks/zroam

@@ -71,10 +71,16 @@ install() {
     rm -rf "$etc"
 
     inst_hook cmdline 95 "$moddir/zroam-cmdline.sh"
+    # zfs.ko takes seconds to load: zroam preload starts it as early as the image allows,
+    # while udev loads the drivers (a unit wanted by sysinit.target that nothing waits for;
+    # without systemd a cmdline hook, after 01-parse-kernel's rd.driver.blacklist).
     if dracut_module_included systemd; then
+        inst_simple "$moddir/zroam-preload.service" "$systemdsystemunitdir/zroam-preload.service"
+        $SYSTEMCTL -q --root "$initdir" add-wants sysinit.target zroam-preload.service
         inst_simple "$moddir/zroam.service" "$systemdsystemunitdir/zroam.service"
         $SYSTEMCTL -q --root "$initdir" add-requires initrd-root-fs.target zroam.service
     else
+        inst_hook cmdline 02 "$moddir/zroam-preload.sh"
         inst_hook mount 90 "$moddir/zroam-mount.sh"
     fi
 
