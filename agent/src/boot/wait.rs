@@ -30,6 +30,8 @@ const PENDING_POLL: Duration = Duration::from_millis(250);
 
 impl Boot {
     pub(super) fn load_modules(&mut self) {
+        // In a generator's image `zroam preload` may be loading zfs already: racing it is
+        // safe (cli/preload.rs says why), and `wait_zfs_module` waits for `live` either way.
         if !modules::zfs_loaded() {
             match modules::spawn_modprobe(&["zfs".to_string()]) {
                 Ok(c) => self.zfs_modprobe = Some(run::Pending::new(c)),
