@@ -11,4 +11,5 @@ pub mod net;
 pub mod pin;
 pub mod plan;
 pub mod resume;
+pub mod settle;
 pub mod trust;
