@@ -74,6 +74,12 @@ pub struct Boot {
     /// or udev's event queue drained (in a generator's image). Devices follow soon after.
     discovery_idle_since: Option<Instant>,
     discovery_was_busy: bool,
+    /// When each storage scan the kernel showed in flight was first seen (`sys::scan`), and
+    /// the last look that saw one count: the quiet window runs from there.
+    scan_first_seen: std::collections::HashMap<String, Instant>,
+    scan_last_seen: Option<Instant>,
+    /// The scans seen in flight during the current wait, for the report.
+    scans_seen: Vec<String>,
     zfs_modprobe: Option<run::Pending>,
     /// Passphrases typed, containers opened or given up on, keys loaded, this boot.
     keys: Keys,
@@ -95,6 +101,9 @@ impl Boot {
             children: Vec::new(),
             discovery_idle_since: None,
             discovery_was_busy: false,
+            scan_first_seen: std::collections::HashMap::new(),
+            scan_last_seen: None,
+            scans_seen: Vec::new(),
             zfs_modprobe: None,
             keys: Keys::default(),
             cache: crate::probe::Cache::default(),

@@ -37,6 +37,24 @@ pub struct DeviceEvent {
     pub device: String,
 }
 
+/// How one wait for device discovery ended (readiness `settle` or `grace`, or a refusal
+/// that waited for discovery), and what it cost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SettleRecord {
+    /// `settle`, `grace` or `refusal`: what waited.
+    pub wait: String,
+    /// Milliseconds from the wait's first probe pass to its end.
+    pub ms: u64,
+    /// `settled` (discovery settled), `grace` (`zroam.grace` ran out first) or `wait`
+    /// (`zroam.wait` ran out).
+    pub ended: String,
+    /// Why it ended: what was given up on, or what was still pending.
+    pub why: String,
+    /// The scans the kernel showed in flight during the wait (`sys::scan`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scans: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImportRecord {
     pub start_ms: u64,
@@ -81,6 +99,9 @@ pub struct Record {
     /// Each probe pass while waiting for the pool: when, how long, zroam's CPU for it.
     pub probe_passes: Vec<Pass>,
     pub events: Vec<DeviceEvent>,
+    /// Each wait for discovery to settle: what it cost and how it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settle: Vec<SettleRecord>,
     pub modules: Vec<String>,
     pub booted_esp: Option<BootedEsp>,
     /// The last probe, as `zroam probe --json` prints it (its own format; the probe's

@@ -1,16 +1,18 @@
-//! Waiting for the pool: probe, plan, and sleep until a block device appears, a grace
-//! ends, or the bound. Module loads for hardware that shows up late start from here too.
+//! Waiting for the pool: probe, plan, and sleep until a block device appears, discovery
+//! settles (`decide::settle` over `sys::scan`), a grace ends, or the bound. Module loads
+//! for hardware that shows up late start from here too.
 
 use super::failure::{fail, Failure};
-use super::record::{DeviceEvent, Pass};
+use super::record::{DeviceEvent, Pass, SettleRecord};
 use super::stage::Stage;
 use super::Boot;
 use crate::decide::choose::{Choice, Readiness};
 use crate::decide::plan::{self, Plan, System};
+use crate::decide::settle::{self, Settle, Tracked};
 use crate::decide::trust::{self, PinState};
 use crate::probe::{self, ProbeReport};
 use crate::sys::uevent::{Listener, Uevent};
-use crate::sys::{modules, run, usage};
+use crate::sys::{modules, run, scan, usage};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,11 +22,6 @@ const SETTLE: Duration = Duration::from_millis(30);
 const MODULE_POLL: Duration = Duration::from_millis(50);
 /// Present while systemd-udevd has events queued (it is what `udevadm settle` waits on).
 const UDEV_QUEUE: &str = "/run/udev/queue";
-/// A choice made by name, hostid or boot disk waits until no block device has come or gone
-/// for this long after the drivers finished loading: USB storage waits a second
-/// (usb-storage's delay_use) before it scans a stick, and SATA ports are probed after the
-/// driver has loaded.
-pub(super) const SETTLE_QUIET: Duration = Duration::from_millis(1500);
 /// How often to collect the answers of reads that outlived their pass (they raise no event).
 const PENDING_POLL: Duration = Duration::from_millis(250);
 
@@ -113,20 +110,49 @@ impl Boot {
         (plan, rep)
     }
 
-    /// When discovery counts as settled: drivers loaded (our modprobes done, udev's queue
-    /// empty) and no block device added or removed for `SETTLE_QUIET`.
-    fn settled_at(&mut self, first_pass: Instant, rep: &ProbeReport) -> Option<Instant> {
-        if self.discovery_busy() {
-            return None;
-        }
+    /// Has discovery settled (`decide::settle`)? Drivers loaded (our modprobes done, udev's
+    /// queue empty), no read in flight within its bound, no scan the kernel shows pending
+    /// (`sys::scan`), and quiet since the latest of the first pass, discovery going idle, the
+    /// last block uevent and the last look that saw a scan.
+    fn settle_state(&mut self, first_pass: Instant, rep: &ProbeReport) -> Settle {
+        let busy = self.discovery_busy();
         // A read still within its bound may yet answer; a stuck one has had its chance.
         let bound = probe::Options::default().device_timeout.as_millis() as u64;
-        if rep.pending.iter().any(|p| p.ms < bound) {
-            return None;
+        let reading = rep.pending.iter().any(|p| p.ms < bound);
+        let now = Instant::now();
+        // Looked at while drivers load too, so that a scan's first sighting is early.
+        let tracked: Vec<Tracked> = scan::in_flight(&self.opts.sys)
+            .into_iter()
+            .map(|s| {
+                // Bounded: past the limit an unknown scan counts as old as the boot.
+                let first_seen = if self.scan_first_seen.len() < 4 * scan::MAX_ENTRIES {
+                    *self.scan_first_seen.entry(s.key.clone()).or_insert(now)
+                } else {
+                    self.scan_first_seen.get(&s.key).copied().unwrap_or(self.t0)
+                };
+                Tracked { scan: s, first_seen }
+            })
+            .collect();
+        for t in settle::counting(now, &tracked).filter(|t| t.scan.observed) {
+            self.scan_last_seen = Some(now);
+            if self.scans_seen.len() < 32 && !self.scans_seen.contains(&t.scan.why) {
+                self.scans_seen.push(t.scan.why.clone());
+            }
         }
         let last_event = self.record.events.last().map(|e| self.t0 + Duration::from_millis(e.t_ms));
-        let quiet_from = [Some(first_pass), self.discovery_idle_since, last_event].into_iter().flatten().max().unwrap_or(first_pass);
-        Some(quiet_from + SETTLE_QUIET)
+        let quiet_from = [Some(first_pass), self.discovery_idle_since, last_event, self.scan_last_seen]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(first_pass);
+        settle::decide(now, &settle::Input { busy, reading, quiet_from, scans: &tracked })
+    }
+
+    /// Note in the record what a wait for discovery cost and how it ended.
+    fn note_settle(&mut self, wait: &str, first_pass: Instant, ended: &str, why: &str) {
+        let ms = first_pass.elapsed().as_millis() as u64;
+        let scans = std::mem::take(&mut self.scans_seen);
+        self.record.settle.push(SettleRecord { wait: wait.to_string(), ms, ended: ended.to_string(), why: why.to_string(), scans });
     }
 
     pub(super) fn wait_for_pool(&mut self, listener: Option<&Listener>, system: &System) -> Result<(Plan, ProbeReport), Failure> {
@@ -135,6 +161,7 @@ impl Boot {
         let first_pass = Instant::now();
         let mut grace_from: Option<Instant> = None;
         let mut last_why = String::new();
+        self.scans_seen.clear();
         let pinned_luks: Vec<String> = match (&system.pin, trust::pin_state(&system.pin, &cmd)) {
             (Some(Ok(p)), PinState::Active { .. }) => p.luks.clone(),
             _ => Vec::new(),
@@ -176,32 +203,48 @@ impl Boot {
             let now = Instant::now();
             let (why, wake) = match choice {
                 Choice::Chosen { readiness: Readiness::Now, .. } => return Ok((plan, rep)),
-                Choice::Chosen { readiness: Readiness::Settle { why }, .. } => match self.settled_at(first_pass, &rep) {
-                    Some(at) if now >= at => {
-                        log::info!("discovery settled: {why}");
+                Choice::Chosen { readiness: Readiness::Settle { why }, .. } => match self.settle_state(first_pass, &rep) {
+                    Settle::Settled { why: s, .. } => {
+                        log::info!("discovery settled after {} ms ({s}): {why}", first_pass.elapsed().as_millis());
+                        self.note_settle("settle", first_pass, "settled", &s);
                         return Ok((plan, rep));
                     }
                     _ if now >= deadline => {
                         self.warn(format!("going ahead after zroam.wait although discovery has not settled: {why}"));
+                        self.note_settle("settle", first_pass, "wait", why);
                         return Ok((plan, rep));
                     }
-                    Some(at) => (why.clone(), at.min(deadline)),
-                    None => (format!("{why} (drivers loading or devices still being read)"), (now + MODULE_POLL).min(deadline)),
+                    Settle::Pending { wake, why: s } => (format!("{why} ({s})"), wake.min(deadline)),
+                    Settle::Busy { why: s } => (format!("{why} ({s})"), (now + MODULE_POLL).min(deadline)),
                 },
                 Choice::Chosen { readiness: Readiness::Grace { why }, .. } => {
-                    // The grace counts from when device discovery went quiet: a controller
-                    // still initialising (AHCI under emulation takes seconds, USB storage
-                    // waits a second before scanning) has not had its chance yet.
+                    // The grace ends as soon as discovery has settled: every device the
+                    // kernel was still finding has been found, so a missing member is not
+                    // on its way. zroam.grace is the cap, counted from when discovery went
+                    // quiet: a controller still initialising (AHCI under emulation takes
+                    // seconds) has not had its chance yet. With a pin the same holds: a
+                    // pinned member that is not present once discovery has settled is not
+                    // coming.
                     let seen = *grace_from.get_or_insert(now);
-                    let busy = self.discovery_busy();
+                    let state = self.settle_state(first_pass, &rep);
+                    let busy = self.discovery_was_busy;
                     let g = (seen.max(self.discovery_idle_since.unwrap_or(seen)) + cmd.grace).min(deadline);
+                    let (pending, wake) = match state {
+                        Settle::Settled { why: s, .. } => {
+                            self.warn(format!("going ahead: {why}: discovery settled after {} ms ({s})", first_pass.elapsed().as_millis()));
+                            self.note_settle("grace", first_pass, "settled", &s);
+                            return Ok((plan, rep));
+                        }
+                        Settle::Pending { wake, why } if !busy => (why, wake.min(g)),
+                        Settle::Pending { why, .. } | Settle::Busy { why } => (why, now + MODULE_POLL),
+                    };
                     if now >= deadline || (!busy && now >= g) {
-                        self.warn(format!("going ahead: {why}"));
+                        let ended = if now >= deadline { "wait" } else { "grace" };
+                        self.warn(format!("going ahead: {why}: zroam.grace ran out while waiting for {pending}"));
+                        self.note_settle("grace", first_pass, ended, &pending);
                         return Ok((plan, rep));
                     }
-                    let after = if busy { " once the storage drivers have settled" } else { "" };
-                    let wake = if busy { (now + MODULE_POLL).min(deadline) } else { g };
-                    (format!("{why}; waiting {:.1} s for more devices{after}", cmd.grace.as_secs_f64()), wake)
+                    (format!("{why}; waiting up to {:.1} s for more devices ({pending})", cmd.grace.as_secs_f64()), wake.min(deadline))
                 }
                 Choice::Chosen { readiness: Readiness::Wait { why }, .. } | Choice::NotFound { why } => {
                     grace_from = None;
@@ -229,13 +272,15 @@ impl Boot {
                     // A choice by name waits for discovery to settle; so does a refusal,
                     // since a device still arriving may be the one that settles it (a
                     // pinned member, the copy's original).
-                    let wake = match self.settled_at(first_pass, &rep) {
+                    let wake = match self.settle_state(first_pass, &rep) {
                         _ if now >= deadline => None,
-                        Some(at) if now < at => Some(at.min(deadline)),
-                        Some(_) => None,
-                        None => Some((now + MODULE_POLL).min(deadline)),
+                        Settle::Settled { .. } => None,
+                        Settle::Pending { wake, .. } => Some(wake.min(deadline)),
+                        Settle::Busy { .. } => Some((now + MODULE_POLL).min(deadline)),
                     };
                     let Some(wake) = wake else {
+                        let ended = if now >= deadline { "wait" } else { "settled" };
+                        self.note_settle("refusal", first_pass, ended, "");
                         self.keep_probe(rep);
                         self.record.pool = serde_json::to_value(&plan.pool).ok();
                         return Err(refusal(&plan.pool));

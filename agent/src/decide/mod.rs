@@ -12,4 +12,5 @@ pub mod pin;
 pub mod plan;
 pub mod preload;
 pub mod resume;
+pub mod settle;
 pub mod trust;

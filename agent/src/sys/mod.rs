@@ -1,6 +1,6 @@
 //! Thin wrappers over the kernel and helper programs: processes with bounds, kernel
-//! modules, uevents, udev's database, EFI variables, the hostid, zfs module parameters,
-//! the console log, a terminal's mode while asking.
+//! modules, uevents, the storage scans still in flight, udev's database, EFI variables, the
+//! hostid, zfs module parameters, the console log, a terminal's mode while asking.
 
 pub mod confine;
 pub mod console;
@@ -9,6 +9,7 @@ pub mod hostid;
 pub mod modules;
 pub mod mounts;
 pub mod run;
+pub mod scan;
 pub mod tty;
 pub mod udevdb;
 pub mod uevent;
