@@ -155,9 +155,10 @@ build_set() {
       img=$dir/$(lab_disk_name $i).img; truncate -s "${DISK_SIZE[$name]:-256M}" "$img"; disks+=("$img")
     done
     echo "$job" > "$dir/job.sh"
-    lab_run_job "$dir/job.sh" "$dir/out" "${disks[@]}" >&2
-    [ -s "$dir/out/zpool.cache" ] && cp "$dir/out/zpool.cache" "$dir/zpool.cache"
-    python3 - "$dir" "$name" "$(cat "$dir/out/guid")" "$hostid" "${disks[@]}" <<'PY'
+    # Failures returned, not left to errexit: lab_each may run this where errexit is off.
+    lab_run_job "$dir/job.sh" "$dir/out" "${disks[@]}" >&2 || return 1
+    if [ -s "$dir/out/zpool.cache" ]; then cp "$dir/out/zpool.cache" "$dir/zpool.cache" || return 1; fi
+    python3 - "$dir" "$name" "$(cat "$dir/out/guid")" "$hostid" "${disks[@]}" <<'PY' || return 1
 import json, sys
 d, name, guid, hostid, imgs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 json.dump({"name": name, "pool": "rpool", "pool_guid": guid.strip(), "hostid": hostid,
@@ -184,5 +185,5 @@ if [ "${1:-}" = --holder-job ]; then holder_job; exit 0; fi
 [ $# -gt 0 ] || { echo "usage: boot-images.sh NAME... | --holder-job (names: ${!SETS[*]})" >&2; exit 2; }
 for s in "$@"; do
   [ -n "${SETS[$s]:-}" ] || { echo "boot-images: unknown set $s" >&2; exit 2; }
-  build_set "$s"
 done
+lab_each build_set "$@"
