@@ -45,6 +45,10 @@ pub struct SettleRecord {
     pub wait: String,
     /// Milliseconds from the wait's first probe pass to its end.
     pub ms: u64,
+    /// Milliseconds the wait added: from when the choice first stood ready but for
+    /// discovery (a pool importable, or the refusal's candidates) to its end.
+    #[serde(default)]
+    pub added_ms: u64,
     /// `settled` (discovery settled), `grace` (`zroam.grace` ran out first) or `wait`
     /// (`zroam.wait` ran out).
     pub ended: String,

@@ -149,10 +149,19 @@ impl Boot {
     }
 
     /// Note in the record what a wait for discovery cost and how it ended.
-    fn note_settle(&mut self, wait: &str, first_pass: Instant, ended: &str, why: &str) {
+    /// `since`: when the choice first stood ready but for this wait: what the wait added.
+    fn note_settle(&mut self, wait: &str, first_pass: Instant, since: Option<Instant>, ended: &str, why: &str) {
         let ms = first_pass.elapsed().as_millis() as u64;
+        let added_ms = since.map_or(0, |t| t.elapsed().as_millis() as u64);
         let scans = std::mem::take(&mut self.scans_seen);
-        self.record.settle.push(SettleRecord { wait: wait.to_string(), ms, ended: ended.to_string(), why: why.to_string(), scans });
+        self.record.settle.push(SettleRecord {
+            wait: wait.to_string(),
+            ms,
+            added_ms,
+            ended: ended.to_string(),
+            why: why.to_string(),
+            scans,
+        });
     }
 
     pub(super) fn wait_for_pool(&mut self, listener: Option<&Listener>, system: &System) -> Result<(Plan, ProbeReport), Failure> {
@@ -160,6 +169,9 @@ impl Boot {
         let deadline = Instant::now() + cmd.wait;
         let first_pass = Instant::now();
         let mut grace_from: Option<Instant> = None;
+        // When the choice first stood ready but for discovery (settle, grace, a refusal):
+        // the report's `added_ms`, what the settle rule cost this boot.
+        let mut ready_from: Option<Instant> = None;
         let mut last_why = String::new();
         self.scans_seen.clear();
         let pinned_luks: Vec<String> = match (&system.pin, trust::pin_state(&system.pin, &cmd)) {
@@ -201,17 +213,21 @@ impl Boot {
                 continue;
             }
             let now = Instant::now();
+            match choice {
+                Choice::Chosen { readiness: Readiness::Wait { .. }, .. } | Choice::NotFound { .. } => ready_from = None,
+                _ => _ = ready_from.get_or_insert(now),
+            }
             let (why, wake) = match choice {
                 Choice::Chosen { readiness: Readiness::Now, .. } => return Ok((plan, rep)),
                 Choice::Chosen { readiness: Readiness::Settle { why }, .. } => match self.settle_state(first_pass, &rep) {
                     Settle::Settled { why: s, .. } => {
                         log::info!("discovery settled after {} ms ({s}): {why}", first_pass.elapsed().as_millis());
-                        self.note_settle("settle", first_pass, "settled", &s);
+                        self.note_settle("settle", first_pass, ready_from, "settled", &s);
                         return Ok((plan, rep));
                     }
                     _ if now >= deadline => {
                         self.warn(format!("going ahead after zroam.wait although discovery has not settled: {why}"));
-                        self.note_settle("settle", first_pass, "wait", why);
+                        self.note_settle("settle", first_pass, ready_from, "wait", why);
                         return Ok((plan, rep));
                     }
                     Settle::Pending { wake, why: s } => (format!("{why} ({s})"), wake.min(deadline)),
@@ -232,7 +248,7 @@ impl Boot {
                     let (pending, wake) = match state {
                         Settle::Settled { why: s, .. } => {
                             self.warn(format!("going ahead: {why}: discovery settled after {} ms ({s})", first_pass.elapsed().as_millis()));
-                            self.note_settle("grace", first_pass, "settled", &s);
+                            self.note_settle("grace", first_pass, ready_from, "settled", &s);
                             return Ok((plan, rep));
                         }
                         Settle::Pending { wake, why } if !busy => (why, wake.min(g)),
@@ -241,7 +257,7 @@ impl Boot {
                     if now >= deadline || (!busy && now >= g) {
                         let ended = if now >= deadline { "wait" } else { "grace" };
                         self.warn(format!("going ahead: {why}: zroam.grace ran out while waiting for {pending}"));
-                        self.note_settle("grace", first_pass, ended, &pending);
+                        self.note_settle("grace", first_pass, ready_from, ended, &pending);
                         return Ok((plan, rep));
                     }
                     (format!("{why}; waiting up to {:.1} s for more devices ({pending})", cmd.grace.as_secs_f64()), wake.min(deadline))
@@ -280,7 +296,7 @@ impl Boot {
                     };
                     let Some(wake) = wake else {
                         let ended = if now >= deadline { "wait" } else { "settled" };
-                        self.note_settle("refusal", first_pass, ended, "");
+                        self.note_settle("refusal", first_pass, ready_from, ended, "");
                         self.keep_probe(rep);
                         self.record.pool = serde_json::to_value(&plan.pool).ok();
                         return Err(refusal(&plan.pool));
