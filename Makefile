@@ -118,7 +118,8 @@ demo-probe: build setup
 
 # Boot benchmark (not part of check): the stock OpenZFS initramfs-tools and dracut paths and
 # archzfs's mkinitcpio hook against zroam's, BENCH_RUNS boots each (default 5), one guest at a time; prints the table
-# and the targets, writes target/bench/bench.json (tests/lab/bench.py).
+# and the targets, writes target/bench/bench.json and each zroam path's in-place timeline
+# (zroam status --svg) with an index into docs/bench/ (tests/lab/bench.py).
 bench: build setup
 	python3 tests/lab/bench.py $(BIN) $(BENCH_ARGS)
 
