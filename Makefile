@@ -13,7 +13,7 @@ FUZZ_ENV := RUSTC_BOOTSTRAP=1
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: install uninstall deb all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp lab-debian demo demo-probe bench fuzz fixtures clean
+.PHONY: install uninstall deb all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp lab-debian demo demo-probe bench bench-probe fuzz fixtures clean
 
 all: build
 
@@ -116,12 +116,23 @@ demo: build setup
 demo-probe: build setup
 	bash tests/lab/demo.sh $(BIN)
 
-# Boot benchmark (not part of check): the stock OpenZFS initramfs-tools and dracut paths and
-# archzfs's mkinitcpio hook against zroam's, BENCH_RUNS boots each (default 5), one guest at a time; prints the table
-# and the targets, writes target/bench/bench.json and each zroam path's in-place timeline
-# (zroam status --svg) with an index into docs/bench/ (tests/lab/bench.py).
+# Benchmarks (not part of check). The boot benchmark: the stock OpenZFS initramfs-tools and
+# dracut paths and archzfs's mkinitcpio hook against zroam's, BENCH_RUNS boots each (default
+# 5), one guest at a time; prints the table and the targets, writes target/bench/bench.json
+# and each zroam path's in-place timeline (zroam status --svg) with an index into docs/bench/
+# (tests/lab/bench.py). Then the probe benchmark (bench-probe, below), whatever the first
+# found; either one missing a target fails the run.
 bench: build setup
-	python3 tests/lab/bench.py $(BIN) $(BENCH_ARGS)
+	rc=0; python3 tests/lab/bench.py $(BIN) $(BENCH_ARGS) || rc=1; \
+	  python3 tests/lab/probe_bench.py $(BIN) $(PROBE_BENCH_ARGS) || rc=1; exit $$rc
+
+# The probe benchmark, on the host: `zroam probe` against `blkid -p` on the same 32 read-only
+# loop devices (the ZFS partitions of the cached pool images), page cache dropped before each
+# run, 15 interleaved rounds; prints median CPU (user+sys) and wall time and their ratios
+# against the targets, writes target/bench/probe.json (tests/lab/probe_bench.py;
+# PROBE_BENCH_ARGS e.g. --runs 5).
+bench-probe: build
+	python3 tests/lab/probe_bench.py $(BIN) $(PROBE_BENCH_ARGS)
 
 # Long fuzzing runs (not part of check): FUZZ_SECONDS per target.
 fuzz: toolchain

@@ -386,7 +386,8 @@ pub fn read_labels(src: &dyn BlockSource) -> Option<DeviceLabels> {
     // fresh 256 KiB allocation is an mmap, 64 page faults and an munmap each time.
     thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
     BUF.with_borrow_mut(|buf| {
-        buf.resize(LABEL_SIZE as usize, 0);
+        // Aligned, so that direct reads (blockdev::FileSource) fill it in place.
+        let buf = crate::ondisk::blockdev::aligned(buf, LABEL_SIZE as usize);
         let mut memo = None;
         let copies = offsets
             .iter()

@@ -5,7 +5,7 @@ pub mod assemble;
 pub mod sysfs;
 pub mod table;
 
-use crate::ondisk::blockdev::{BlockSource, FileSource};
+use crate::ondisk::blockdev::{BlockSource, FileSource, Head};
 use crate::ondisk::fat::{self, Fat};
 use crate::ondisk::gpt::{self, Gpt, PartKind, Partition};
 use crate::ondisk::label::{self, DeviceLabels, Uberblock};
@@ -78,6 +78,11 @@ impl ZfsFound {
     }
 }
 
+/// Bytes of a device's start read at once by `read_contents` (the GPT's header and a
+/// 16 KiB entry array with 512- or 4096-byte sectors, a LUKS2 header with the default
+/// JSON area, the md 1.2 superblock at 4 KiB all fit).
+const HEAD: usize = 32 << 10;
+
 /// What one device holds.
 #[derive(Debug, Clone, Default, Serialize)]
 #[cfg_attr(test, derive(Deserialize))]
@@ -104,6 +109,9 @@ pub struct Contents {
 /// looked for on it.
 pub fn read_contents(src: &dyn BlockSource, whole_disk: bool, sector: u32) -> Contents {
     let mut c = Contents::default();
+    // The first 32 KiB in one read: everything below reads there first, in small pieces.
+    let head = Head::new(src, HEAD);
+    let src: &dyn BlockSource = &head;
     if whole_disk {
         match gpt::read(src, sector) {
             Ok(g) => c.gpt = Some(g),
