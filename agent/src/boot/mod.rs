@@ -78,6 +78,8 @@ pub struct Boot {
     /// the last look that saw one count: the quiet window runs from there.
     scan_first_seen: std::collections::HashMap<String, Instant>,
     scan_last_seen: Option<Instant>,
+    /// When a wait for discovery first found zfs.ko live (the settle record's `added_ms`).
+    zfs_live_at: Option<Instant>,
     /// The scans seen in flight during the current wait, for the report.
     scans_seen: Vec<String>,
     zfs_modprobe: Option<run::Pending>,
@@ -103,6 +105,7 @@ impl Boot {
             discovery_was_busy: false,
             scan_first_seen: std::collections::HashMap::new(),
             scan_last_seen: None,
+            zfs_live_at: None,
             scans_seen: Vec::new(),
             zfs_modprobe: None,
             keys: Keys::default(),

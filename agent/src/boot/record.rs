@@ -46,7 +46,8 @@ pub struct SettleRecord {
     /// Milliseconds from the wait's first probe pass to its end.
     pub ms: u64,
     /// Milliseconds the wait added: from when the choice first stood ready but for
-    /// discovery (a pool importable, or the refusal's candidates) to its end.
+    /// discovery (a pool importable, or the refusal's candidates), or from when zfs.ko was
+    /// first seen live if later (the import needs it), to its end.
     #[serde(default)]
     pub added_ms: u64,
     /// `settled` (discovery settled), `grace` (`zroam.grace` ran out first) or `wait`

@@ -116,6 +116,7 @@ impl Boot {
     /// last block uevent and the last look that saw a scan.
     fn settle_state(&mut self, first_pass: Instant, rep: &ProbeReport) -> Settle {
         let busy = self.discovery_busy();
+        self.note_zfs_live();
         // A read still within its bound may yet answer; a stuck one has had its chance.
         let bound = probe::Options::default().device_timeout.as_millis() as u64;
         let reading = rep.pending.iter().any(|p| p.ms < bound);
@@ -149,10 +150,26 @@ impl Boot {
     }
 
     /// Note in the record what a wait for discovery cost and how it ended.
-    /// `since`: when the choice first stood ready but for this wait: what the wait added.
+    /// Notes when zfs.ko is first seen live during a wait for discovery.
+    fn note_zfs_live(&mut self) {
+        if self.zfs_live_at.is_none() && modules::zfs_loaded() {
+            self.zfs_live_at = Some(Instant::now());
+        }
+    }
+
+    /// `since`: when the choice first stood ready but for this wait. What the wait added
+    /// counts from then, or from when zfs.ko was live if that came later: before it, the
+    /// import would have waited for the module anyway (nothing, if it is not live yet). A
+    /// refusal imports nothing: its wait counts from `since`.
     fn note_settle(&mut self, wait: &str, first_pass: Instant, since: Option<Instant>, ended: &str, why: &str) {
         let ms = first_pass.elapsed().as_millis() as u64;
-        let added_ms = since.map_or(0, |t| t.elapsed().as_millis() as u64);
+        self.note_zfs_live();
+        let from = match (since, self.zfs_live_at) {
+            (Some(t), _) if wait == "refusal" => Some(t),
+            (Some(t), Some(z)) => Some(t.max(z)),
+            _ => None,
+        };
+        let added_ms = from.map_or(0, |t| t.elapsed().as_millis() as u64);
         let scans = std::mem::take(&mut self.scans_seen);
         self.record.settle.push(SettleRecord {
             wait: wait.to_string(),
