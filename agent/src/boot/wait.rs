@@ -149,7 +149,6 @@ impl Boot {
         settle::decide(now, &settle::Input { busy, reading, quiet_from, scans: &tracked })
     }
 
-    /// Note in the record what a wait for discovery cost and how it ended.
     /// Notes when zfs.ko is first seen live during a wait for discovery.
     fn note_zfs_live(&mut self) {
         if self.zfs_live_at.is_none() && modules::zfs_loaded() {
@@ -157,6 +156,7 @@ impl Boot {
         }
     }
 
+    /// Note in the record what a wait for discovery cost and how it ended.
     /// `since`: when the choice first stood ready but for this wait. What the wait added
     /// counts from then, or from when zfs.ko was live if that came later: before it, the
     /// import would have waited for the module anyway (nothing, if it is not live yet). A
