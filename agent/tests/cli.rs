@@ -63,6 +63,8 @@ fn preload_leaves_another_root_alone() {
     assert!(out.status.success());
     assert!(out.stdout.is_empty() && out.stderr.is_empty());
     assert_eq!(zroam().args(["preload", "--bogus"]).status().unwrap().code(), Some(2));
+    let out = zroam().args(["preload", "--drivers", "--cmdline", "root=/dev/sda1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -80,6 +80,8 @@ pub struct Boot {
     scan_last_seen: Option<Instant>,
     /// When a wait for discovery first found zfs.ko live (the settle record's `added_ms`).
     zfs_live_at: Option<Instant>,
+    /// zfs.ko's load as boot itself saw it (completed by preload's record for the report).
+    zfs_load: record::ZfsLoad,
     /// The scans seen in flight during the current wait, for the report.
     scans_seen: Vec<String>,
     zfs_modprobe: Option<run::Pending>,
@@ -106,6 +108,7 @@ impl Boot {
             scan_first_seen: std::collections::HashMap::new(),
             scan_last_seen: None,
             zfs_live_at: None,
+            zfs_load: Default::default(),
             scans_seen: Vec::new(),
             zfs_modprobe: None,
             keys: Keys::default(),

@@ -60,6 +60,53 @@ pub struct SettleRecord {
     pub scans: Vec<String>,
 }
 
+/// Where `zroam preload` leaves its `ZfsLoad` for `zroam boot` (and whoever looks later).
+pub const PRELOAD_RECORD: &str = "/run/zroam/preload.json";
+/// A preload record is a few numbers; anything longer is not one.
+pub const PRELOAD_RECORD_MAX: u64 = 4096;
+
+/// zfs.ko's load as this boot saw it, in seconds of kernel uptime: who started it, and
+/// `zroam preload`'s own times when a generator's early hook ran it. With the stages this
+/// tells where the time before the import went: the kernel and the generator up to its
+/// first hook, the drivers, zfs.ko's init.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ZfsLoad {
+    /// `preload` (a generator's early hook), `boot` (zroam boot's own modprobe) or
+    /// `other` (live before zroam looked: built in, or loaded by someone else).
+    pub by: String,
+    /// When `zroam preload` started: the generator's first hook that runs zroam.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_s: Option<f64>,
+    /// The storage drivers' modprobe that `zroam preload` ran first: start and end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drivers_s: Option<(f64, f64)>,
+    /// `modprobe zfs` started.
+    pub started_s: Option<f64>,
+    /// zfs.ko was live (modprobe returned, or zroam boot saw `initstate` read `live`).
+    pub live_s: Option<f64>,
+}
+
+impl ZfsLoad {
+    /// The preload's record completed by what boot saw itself (`own`): boot's poll may see
+    /// the module live later than preload's modprobe returned, or earlier when preload's
+    /// record was written before its modprobe returned. Pure.
+    pub fn merge(preload: Option<ZfsLoad>, own: ZfsLoad) -> ZfsLoad {
+        let Some(p) = preload else { return own };
+        let live_s = match (p.live_s, own.live_s) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ZfsLoad { live_s, started_s: p.started_s.or(own.started_s), ..p }
+    }
+
+    /// The preload record's text, if it is one (bounded by the caller's read).
+    pub fn parse(text: &str) -> Option<ZfsLoad> {
+        let z: ZfsLoad = serde_json::from_str(text).ok()?;
+        let ok = |v: Option<f64>| v.is_none_or(|t| t.is_finite() && t >= 0.0);
+        (ok(z.hook_s) && ok(z.started_s) && ok(z.live_s) && z.by.len() <= 16).then_some(z)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImportRecord {
     pub start_ms: u64,
@@ -108,6 +155,9 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settle: Vec<SettleRecord>,
     pub modules: Vec<String>,
+    /// zfs.ko's load: by whom, when it started and went live (`ZfsLoad`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zfs_load: Option<ZfsLoad>,
     pub booted_esp: Option<BootedEsp>,
     /// The last probe, as `zroam probe --json` prints it (its own format; the probe's
     /// tests keep it).
@@ -146,4 +196,38 @@ pub struct Record {
     pub outcome: Outcome,
     pub failure: Option<Failure>,
     pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preloads_record_completed_by_boots_own() {
+        let pre = ZfsLoad { by: "preload".into(), hook_s: Some(9.0), drivers_s: Some((9.0, 10.0)), started_s: Some(10.0), live_s: None };
+        let own = ZfsLoad { by: "other".into(), live_s: Some(17.2), ..ZfsLoad::default() };
+        // Preload wrote before its modprobe returned: boot's sighting is the end.
+        let m = ZfsLoad::merge(Some(pre.clone()), own.clone());
+        assert_eq!((m.by.as_str(), m.started_s, m.live_s, m.drivers_s), ("preload", Some(10.0), Some(17.2), Some((9.0, 10.0))));
+        // Both saw it: the earlier (boot polls).
+        let m = ZfsLoad::merge(Some(ZfsLoad { live_s: Some(17.0), ..pre }), own.clone());
+        assert_eq!(m.live_s, Some(17.0));
+        // No preload: boot's own.
+        assert_eq!(ZfsLoad::merge(None, own.clone()), own);
+    }
+
+    #[test]
+    fn a_preload_record_is_read_warily() {
+        let good = r#"{"by":"preload","hook_s":9.1,"drivers_s":[9.1,10.2],"started_s":10.2,"live_s":17.4}"#;
+        assert_eq!(ZfsLoad::parse(good).unwrap().drivers_s, Some((9.1, 10.2)));
+        for bad in [
+            "",
+            "{}",
+            "[1]",
+            r#"{"by":"preload","started_s":-1,"live_s":null}"#,
+            &format!(r#"{{"by":"{}","started_s":null,"live_s":null}}"#, "x".repeat(17)),
+        ] {
+            assert_eq!(ZfsLoad::parse(bad), None, "{bad}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! and keys, and the one-shot next boot.
 
 use super::failure::{fail, Failure};
-use super::record::ImportRecord;
+use super::record::{ImportRecord, ZfsLoad, PRELOAD_RECORD, PRELOAD_RECORD_MAX};
 use super::stage::Stage;
 use super::Boot;
 use crate::decide::be;
@@ -11,7 +11,7 @@ use crate::decide::import;
 use crate::decide::menu::Pick;
 use crate::decide::plan::Import;
 use crate::keys::zfskey;
-use crate::sys::{modules, run, udevdb, zfsparam};
+use crate::sys::{modules, run, udevdb, usage, zfsparam};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,14 @@ pub(super) fn menu_bound(key_timeout: Duration) -> Duration {
     } else {
         key_timeout
     }
+}
+
+/// What `zroam preload` recorded, if it ran this boot (read bounded; an odd file is none).
+fn read_preload_record() -> Option<ZfsLoad> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(PRELOAD_RECORD).ok()?.take(PRELOAD_RECORD_MAX).read_to_string(&mut text).ok()?;
+    ZfsLoad::parse(&text)
 }
 
 impl Boot {
@@ -62,6 +70,10 @@ impl Boot {
             // A bounded poll on a path that has no event of its own to wait for.
             std::thread::sleep(Duration::from_millis(10));
         }
+        if self.zfs_load.live_s.is_none() {
+            self.zfs_load.live_s = usage::uptime();
+        }
+        self.record.zfs_load = Some(ZfsLoad::merge(read_preload_record(), self.zfs_load.clone()));
         Ok(())
     }
     /// `zpool import` exactly as planned (`decide::plan`).

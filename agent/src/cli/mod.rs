@@ -22,9 +22,10 @@ const USAGE: &str = "usage: zroam init | boot | preload | probe | plan | pin | s
           find the pool (waiting on uevents), import it, choose the boot environment, mount
           it at DIR (default /sysroot) and switch root into its init, or with --no-switch
           stop after mounting (for dracut, initramfs-tools and mkinitcpio hooks).
-  preload [--cmdline STR]
+  preload [--drivers] [--cmdline STR]
           modprobe zfs now when boot would take this root (a generator's earliest hook,
-          so the module loads while udev does); otherwise nothing. Always exits 0.
+          so the module loads while udev does); --drivers: the storage drivers present
+          first. Otherwise nothing. Always exits 0.
   probe [--json] [--timeout S] [--dev PATH]...
           read every block device: partition tables, ESPs, LUKS, md, ZFS labels; group the
           labels into pools. Read-only.

@@ -54,6 +54,12 @@ impl<T: Send + 'static> Pending<T> {
         Pending { pid, rx }
     }
 
+    /// What the wait yielded once the child has exited, or None at the deadline; the child
+    /// goes on (a module load cannot be cut short anyway).
+    pub fn wait_detached(self, deadline: Instant) -> Option<std::io::Result<T>> {
+        self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()
+    }
+
     /// What the wait yielded once the child has exited, or None at the deadline (the child
     /// is then killed).
     pub fn wait_until(self, deadline: Instant) -> Option<std::io::Result<T>> {

@@ -30,6 +30,9 @@ pub enum Kind {
     /// A stage the report marks as waiting: `wait` (for the pool's devices; its probe
     /// passes are the busy parts) and `zfs-module` (for zfs.ko's init).
     Wait,
+    /// Beside zroam's stages: zfs.ko's load (from `zroam preload` in a generator's early
+    /// hook, or zroam boot's own) and the drivers preload loaded first.
+    Beside,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +57,9 @@ impl Row {
 }
 
 pub const KERNEL: &str = "kernel -> zroam";
+pub const ZFS_PRELOAD: &str = "zfs.ko (preload)";
+pub const ZFS_BOOT: &str = "zfs.ko";
+pub const DRIVERS_PRELOAD: &str = "drivers (preload)";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timeline {
@@ -191,6 +197,17 @@ pub fn build(r: &Report) -> Timeline {
     if let Some(u) = up {
         rows.push(Row { label: KERNEL, kind: Kind::Kernel, start: 0.0, secs: u, busy: Vec::new(), overlaps: false });
     }
+    if let Some(z) = &b.zfs_load {
+        let drivers = z.drivers_s.map(|(a, b)| (Some(a), Some(b)));
+        let zfs_label = if z.by == "preload" { ZFS_PRELOAD } else { ZFS_BOOT };
+        for (label, span) in [(DRIVERS_PRELOAD, drivers), (zfs_label, Some((z.started_s, z.live_s)))] {
+            if let Some((Some(a), Some(e))) = span {
+                let start = notes.secs(a, &format!("start of {label}"));
+                let end = notes.secs(e, &format!("end of {label}"));
+                rows.push(Row { label, kind: Kind::Beside, start, secs: (end - start).max(0.0), busy: Vec::new(), overlaps: false });
+            }
+        }
+    }
     for t in &b.stages {
         let name = t.name.name();
         let start = zroam_start + notes.secs(ms(t.start_ms), &format!("start of {name}"));
@@ -213,8 +230,11 @@ pub fn build(r: &Report) -> Timeline {
     let mut end = 0.0f64;
     for (i, row) in rows.iter_mut().enumerate() {
         // A millisecond's slack: starts and durations are rounded to it.
-        row.overlaps = i > 0 && row.start + 0.0015 < end;
-        end = end.max(row.end());
+        // Rows beside the stages overlap them by nature.
+        row.overlaps = i > 0 && row.kind != Kind::Beside && row.start + 0.0015 < end;
+        if row.kind != Kind::Beside {
+            end = end.max(row.end());
+        }
     }
     for row in rows.iter().filter(|r| r.overlaps) {
         notes.add(format!("{} starts before an earlier row ends", row.label));
@@ -223,7 +243,7 @@ pub fn build(r: &Report) -> Timeline {
     let pool = b.pool.as_ref().filter(|p| p["decision"] == "chosen").and_then(|_| chosen(&b.pool, "name"));
     Timeline {
         from_kernel: up.is_some(),
-        total: end,
+        total: rows.iter().map(Row::end).fold(end, f64::max),
         rows,
         zroam_start,
         outcome: outcome_name(b.outcome),
@@ -296,6 +316,35 @@ pub(crate) mod tests {
         // Many bad rows give a bounded list of notes.
         let many = build(&bare(None, &vec![(Stage::Mount, u64::MAX, 0); 100]));
         assert!(many.notes.len() <= NOTES_MAX && many.notes.last().unwrap().contains("more"), "{:?}", many.notes);
+    }
+
+    #[test]
+    fn zfs_load_and_drivers_run_beside_the_stages() {
+        use crate::boot::record::ZfsLoad;
+        let mut r = bare(Some(16.0), &[(Stage::Wait, 0, 2000), (Stage::Import, 2000, 1000)]);
+        r.boot.zfs_load = Some(ZfsLoad {
+            by: "preload".into(),
+            hook_s: Some(9.0),
+            drivers_s: Some((9.0, 10.5)),
+            started_s: Some(10.5),
+            live_s: Some(17.5),
+        });
+        let t = build(&r);
+        let rows: Vec<_> = t.rows.iter().map(|r| (r.label, r.kind, r.start, r.secs)).collect();
+        assert_eq!(rows[1], (DRIVERS_PRELOAD, Kind::Beside, 9.0, 1.5));
+        assert_eq!(rows[2], (ZFS_PRELOAD, Kind::Beside, 10.5, 7.0));
+        // They overlap the kernel's row and the wait: no note, no overlap mark on the stages.
+        assert!(t.rows.iter().all(|r| !r.overlaps) && t.notes.is_empty(), "{t:?}");
+        assert!((t.total - 19.0).abs() < 1e-9);
+        // Boot's own load has no drivers row; a load with no end is left out.
+        r.boot.zfs_load = Some(ZfsLoad { by: "boot".into(), started_s: Some(16.1), live_s: Some(16.9), ..ZfsLoad::default() });
+        assert_eq!(build(&r).rows.iter().filter(|r| r.kind == Kind::Beside).map(|r| r.label).collect::<Vec<_>>(), [ZFS_BOOT]);
+        r.boot.zfs_load = Some(ZfsLoad { by: "boot".into(), started_s: Some(16.1), live_s: None, ..ZfsLoad::default() });
+        assert!(build(&r).rows.iter().all(|r| r.kind != Kind::Beside));
+        // Hostile times are clamped like the rest; a live before the start draws nothing.
+        r.boot.zfs_load = Some(ZfsLoad { by: "preload".into(), started_s: Some(f64::NAN), live_s: Some(-1.0), ..ZfsLoad::default() });
+        let t = build(&r);
+        assert!(t.rows.iter().filter(|r| r.kind == Kind::Beside).all(|r| r.secs == 0.0) && !t.notes.is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@ const KERNEL_FILL: &str = "#9e9e9e";
 const WORK_FILL: &str = "#3b6fc4";
 const WAIT_FILL: &str = "#f3c27a";
 const BUSY_FILL: &str = "#b45f06";
+const BESIDE_FILL: &str = "#8fbf8f";
 
 /// Text for XML: the five markup characters as entities; characters XML 1.0 cannot carry
 /// (controls but tab and newline, and U+FFFE/U+FFFF) dropped.
@@ -98,6 +99,7 @@ pub fn render(t: &Timeline) -> String {
             Kind::Kernel => KERNEL_FILL,
             Kind::Work => WORK_FILL,
             Kind::Wait => WAIT_FILL,
+            Kind::Beside => BESIDE_FILL,
         };
         let what = format!("{}: from {} for {}", r.label, secs_text(r.start), secs_text(r.secs));
         let label = if r.kind == Kind::Kernel { "kernel → zroam" } else { r.label };
@@ -128,6 +130,7 @@ pub fn render(t: &Timeline) -> String {
         (Kind::Work, WORK_FILL, "working"),
         (Kind::Wait, WAIT_FILL, "waiting"),
         (Kind::Wait, BUSY_FILL, "probe pass in a wait"),
+        (Kind::Beside, BESIDE_FILL, "beside: zfs.ko, drivers"),
     ];
     for (_, fill, what) in legend.into_iter().filter(|(k, ..)| has(*k)) {
         let _ = writeln!(s, r#"<rect x="{}" y="{}" width="12" height="12" fill="{fill}"/>"#, n(lx), n(y - 10.0));

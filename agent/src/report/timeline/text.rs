@@ -65,7 +65,11 @@ pub fn render(t: &Timeline) -> String {
     for r in &t.rows {
         let mut bar = vec![' '; BAR_W];
         let (c0, c1) = cells(r.start, r.secs, span);
-        bar[c0..c1].fill(if r.kind == Kind::Wait { '=' } else { '#' });
+        bar[c0..c1].fill(match r.kind {
+            Kind::Wait => '=',
+            Kind::Beside => '~',
+            Kind::Kernel | Kind::Work => '#',
+        });
         for &(at, secs) in &r.busy {
             let (b0, b1) = cells(at, secs, span);
             let b0 = b0.clamp(c0, c1 - 1);
@@ -77,6 +81,9 @@ pub fn render(t: &Timeline) -> String {
     let _ = writeln!(s, "\n#  working (zroam, or a helper it runs)");
     if t.rows.iter().any(|r| r.kind == Kind::Wait) {
         let _ = writeln!(s, "=  waiting: wait for devices (# there: a probe pass), zfs-module for zfs.ko");
+    }
+    if t.rows.iter().any(|r| r.kind == Kind::Beside) {
+        let _ = writeln!(s, "~  beside the stages: zfs.ko's load, the drivers zroam preload loaded first");
     }
     for n in &t.notes {
         let _ = writeln!(s, "note: {n}");
