@@ -217,7 +217,7 @@ def timelines(binary, recs, rows, out_dir):
         svg = os.path.join(out_dir, f"in-place-{r['path']}.svg")
         subprocess.run([binary, "status", "--report", b["report"], "--svg", svg], check=True)
         written.append(svg)
-        lines.append(f"| {r['path']} | {b['init_s']:.2f} s (run {b['run'] + 1}) | {breakdown(r)} | "
+        lines.append(f"| {r['path']} | {b['init_s']:.2f} s (run {b['run'] + 1}) | {breakdown(r)} | {bounds(r)} | "
                      f"![{r['path']}]({os.path.basename(svg)}) |")
     if lines:
         idx = os.path.join(out_dir, "README.md")
@@ -226,8 +226,14 @@ def timelines(binary, recs, rows, out_dir):
                     "Each picture is `zroam status --svg` of the in-place boot with the median time to the BE's init "
                     "(two virtio disks, QEMU TCG, guest kernel " + kver() + "). The middle column gives each part's "
                     "median over all the path's boots, in ms: the kernel and the generator before zroam started, "
-                    "zroam's stages, the rest until the BE's init, and what the settle rule added.\n\n"
-                    "| path | time to init | where the time goes (median ms) | timeline |\n|---|---|---|---|\n"
+                    "zroam's stages, the rest until the BE's init, and what the settle rule added. The next gives, in seconds, "
+                    "zroam's first hook (`zroam preload` in a generator's early hook, or zroam as `/init`), zfs.ko's init "
+                    "(its modprobe to live), when zfs.ko was live, the import's start to the BE's init, and the floor: first "
+                    "hook + zfs.ko + import-on, the time to init had nothing but zfs.ko's init stood between the first hook "
+                    "and the import. In the pictures the green rows beside the stages are zfs.ko's load and the drivers "
+                    "`zroam preload --drivers` loaded before it.\n\n"
+                    "| path | time to init | where the time goes (median ms) | what bounds it (median s) | timeline |\n"
+                    "|---|---|---|---|---|\n"
                     + "\n".join(lines) + "\n")
         written.append(idx)
     return written

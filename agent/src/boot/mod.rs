@@ -78,6 +78,9 @@ pub struct Boot {
     /// the last look that saw one count: the quiet window runs from there.
     scan_first_seen: std::collections::HashMap<String, Instant>,
     scan_last_seen: Option<Instant>,
+    /// Where the quiet window starts before any event (`decide::settle::quiet_base`), once
+    /// per wait.
+    quiet_base: Option<Instant>,
     /// When a wait for discovery first found zfs.ko live (the settle record's `added_ms`).
     zfs_live_at: Option<Instant>,
     /// zfs.ko's load as boot itself saw it (completed by preload's record for the report).
@@ -107,6 +110,7 @@ impl Boot {
             discovery_was_busy: false,
             scan_first_seen: std::collections::HashMap::new(),
             scan_last_seen: None,
+            quiet_base: None,
             zfs_live_at: None,
             zfs_load: Default::default(),
             scans_seen: Vec::new(),

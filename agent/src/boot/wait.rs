@@ -115,8 +115,8 @@ impl Boot {
 
     /// Has discovery settled (`decide::settle`)? Drivers loaded (our modprobes done, udev's
     /// queue empty), no read in flight within its bound, no scan the kernel shows pending
-    /// (`sys::scan`), and quiet since the latest of the first pass, discovery going idle, the
-    /// last block uevent and the last look that saw a scan.
+    /// (`sys::scan`), and quiet since the latest of the first pass's devices' appearance,
+    /// discovery going idle, the last block uevent and the last look that saw a scan.
     fn settle_state(&mut self, first_pass: Instant, rep: &ProbeReport) -> Settle {
         let busy = self.discovery_busy();
         self.note_zfs_live();
@@ -130,7 +130,7 @@ impl Boot {
             .map(|s| {
                 // Bounded: past the limit an unknown scan counts as old as the boot.
                 let first_seen = if self.scan_first_seen.len() < 4 * scan::MAX_ENTRIES {
-                    *self.scan_first_seen.entry(s.key.clone()).or_insert(now)
+                    *self.scan_first_seen.entry(s.key.clone()).or_insert(settle::first_seen(now, s.age))
                 } else {
                     self.scan_first_seen.get(&s.key).copied().unwrap_or(self.t0)
                 };
@@ -144,11 +144,13 @@ impl Boot {
             }
         }
         let last_event = self.record.events.last().map(|e| self.t0 + Duration::from_millis(e.t_ms));
-        let quiet_from = [Some(first_pass), self.discovery_idle_since, last_event, self.scan_last_seen]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(first_pass);
+        let sys = &self.opts.sys;
+        let base = *self.quiet_base.get_or_insert_with(|| {
+            let ages: Vec<_> = rep.devices.iter().map(|d| scan::age(&sys.join("class/block").join(&d.dev.name))).collect();
+            settle::quiet_base(first_pass, now, &ages)
+        });
+        let quiet_from =
+            [Some(base), self.discovery_idle_since, last_event, self.scan_last_seen].into_iter().flatten().max().unwrap_or(first_pass);
         settle::decide(now, &settle::Input { busy, reading, quiet_from, scans: &tracked })
     }
 
@@ -189,6 +191,7 @@ impl Boot {
         let cmd = self.opts.cmdline.clone();
         let deadline = Instant::now() + cmd.wait;
         let first_pass = Instant::now();
+        self.quiet_base = None;
         let mut grace_from: Option<Instant> = None;
         // When the choice first stood ready but for discovery (settle, grace, a refusal):
         // the report's `added_ms`, what the settle rule cost this boot.

@@ -4,8 +4,9 @@
 //! Settled means: the drivers have loaded (`busy` is false), no read is in flight within
 //! its bound, no scan the kernel shows is pending (each counts at most its bound after it
 //! was first seen, so one that never completes cannot hold the boot), no young hub or port
-//! may still hide a device, and `QUIET` has passed since the latest of the first pass, the
-//! moment discovery went idle, the last block uevent and the last look that saw a scan.
+//! may still hide a device, and `QUIET` has passed since the latest of the first pass's
+//! devices' appearance (`quiet_base`), the moment discovery went idle, the last block
+//! uevent and the last look that saw a scan.
 
 use crate::sys::scan::Scan;
 use std::time::{Duration, Instant};
@@ -48,6 +49,24 @@ pub enum Settle {
     Settled { at: Instant, why: String },
 }
 
+/// Where the quiet window starts before any event: when the newest of the devices the first
+/// pass found appeared (`ages`: how long ago each did, at least, as of `now`), or the first
+/// pass itself when any age is unknown. A zroam that starts after udev has settled (inside
+/// a generator's image) then need not wait out a window for devices that came long ago.
+pub fn quiet_base(first_pass: Instant, now: Instant, ages: &[Option<Duration>]) -> Instant {
+    let mut newest: Option<Instant> = None;
+    for a in ages {
+        let Some(at) = a.and_then(|a| now.checked_sub(a)) else { return first_pass };
+        newest = Some(newest.map_or(at, |n| n.max(at)));
+    }
+    newest.map_or(first_pass, |n| n.min(first_pass))
+}
+
+/// When a window's thing first counts: `age` before `now` if known, else `now`.
+pub fn first_seen(now: Instant, age: Option<Duration>) -> Instant {
+    age.and_then(|a| now.checked_sub(a)).unwrap_or(now)
+}
+
 /// The scans that still count at `now`.
 pub fn counting<'a>(now: Instant, scans: &'a [Tracked]) -> impl Iterator<Item = &'a Tracked> + 'a {
     scans.iter().filter(move |t| now < t.first_seen + t.scan.bound)
@@ -80,7 +99,7 @@ mod tests {
     use super::*;
 
     fn scan(key: &str, observed: bool, bound_ms: u64) -> Scan {
-        Scan { key: key.to_string(), why: format!("{key} pending"), observed, bound: Duration::from_millis(bound_ms) }
+        Scan { key: key.to_string(), why: format!("{key} pending"), observed, bound: Duration::from_millis(bound_ms), age: None }
     }
 
     fn ms(n: u64) -> Duration {
@@ -127,6 +146,28 @@ mod tests {
             Settle::Settled { why, .. } => assert!(why.contains("gave up waiting on: usb-storage"), "{why}"),
             s => panic!("{s:?}"),
         }
+    }
+
+    #[test]
+    fn devices_that_came_long_ago_need_no_window() {
+        let t = Instant::now() + ms(10_000);
+        let first = t - ms(50);
+        // Both devices appeared seconds ago: the base is the newer of them.
+        assert_eq!(quiet_base(first, t, &[Some(ms(9000)), Some(ms(5000))]), t - ms(5000));
+        // One just now: never later than the first pass.
+        assert_eq!(quiet_base(first, t, &[Some(ms(9000)), Some(ms(0))]), first);
+        // An unknown age, or no device: the first pass.
+        assert_eq!(quiet_base(first, t, &[Some(ms(9000)), None]), first);
+        assert_eq!(quiet_base(first, t, &[]), first);
+        // So a settled machine is settled at once, and one with a device 100 ms old waits
+        // the rest of QUIET.
+        let input = Input { busy: false, reading: false, quiet_from: quiet_base(first, t, &[Some(ms(5000))]), scans: &[] };
+        assert!(matches!(decide(t, &input), Settle::Settled { .. }));
+        let input = Input { quiet_from: quiet_base(first, t, &[Some(ms(100))]), ..input };
+        assert_eq!(decide(t, &input), Settle::Pending { wake: t + ms(200), why: "no device came or went for 300 ms".into() });
+        // A window counts from its thing's age.
+        assert_eq!(first_seen(t, Some(ms(700))), t - ms(700));
+        assert_eq!(first_seen(t, None), t);
     }
 
     #[test]

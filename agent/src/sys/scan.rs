@@ -18,6 +18,12 @@
 //!   host has no target yet still awaits its SCSI scan. A port not probed yet and an empty
 //!   port look alike (class `unknown`, link speed `<unknown>`), so a port counts for
 //!   `ATA_WINDOW` after it first appears.
+//!
+//! When a hub or port "first appeared" is read from its sysfs directory's change time
+//! (`age`): kernfs stamps an inode when it is first looked up (udev's trigger does that for
+//! every device) and again when the inode is made anew, never earlier than the node itself,
+//! so the age is never more than the real one. It is the wall clock's: an age that is
+//! negative or longer than the uptime says the clock moved, and is not used.
 //! - A SCSI disk (type 0, 7 or 14) without a driver has not been attached by sd yet: its
 //!   block device is still to come.
 
@@ -54,14 +60,32 @@ pub struct Scan {
     /// How long after first seen it counts.
     #[serde(skip)]
     pub bound: Duration,
+    /// A window's thing appeared at least this long ago (`age`): its bound counts from then.
+    #[serde(skip)]
+    pub age: Option<Duration>,
 }
 
 fn observed(key: String, why: String, bound: Duration) -> Scan {
-    Scan { key, why, observed: true, bound }
+    Scan { key, why, observed: true, bound, age: None }
 }
 
-fn window(key: String, why: String, bound: Duration) -> Scan {
-    Scan { key, why, observed: false, bound }
+fn window(key: String, why: String, bound: Duration, dir: &Path) -> Scan {
+    Scan { key, why, observed: false, bound, age: age(dir) }
+}
+
+/// How long ago the sysfs node at `p` appeared, at least (see the module's notes).
+pub fn age(p: &Path) -> Option<Duration> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(p).ok()?;
+    let ctime = std::time::UNIX_EPOCH.checked_add(Duration::new(u64::try_from(m.ctime()).ok()?, u32::try_from(m.ctime_nsec()).ok()?))?;
+    let uptime = crate::sys::usage::uptime().map(Duration::from_secs_f64);
+    plausible_age(std::time::SystemTime::now().duration_since(ctime).ok(), uptime)
+}
+
+/// Pure: an age read off the wall clock, kept only when it fits in the uptime (a clock set
+/// forward since would make everything look older than it is).
+pub fn plausible_age(age: Option<Duration>, uptime: Option<Duration>) -> Option<Duration> {
+    age.filter(|a| uptime.is_some_and(|u| *a <= u))
 }
 
 fn attr(p: &Path) -> Option<String> {
@@ -135,6 +159,7 @@ fn usb(sys: &Path, out: &mut Vec<Scan>) {
             format!("usb hub {intf}"),
             format!("USB hub {intf} is young: a device behind it is not visible until it is enumerated"),
             HUB_WINDOW,
+            &idir,
         ));
         for port in names(&idir).into_iter().filter(|n| n.contains("-port")) {
             let Some(state) = attr(&idir.join(&port).join("state")) else { continue };
@@ -185,7 +210,12 @@ fn ata(sys: &Path, out: &mut Vec<Scan>) {
         if found && !scanned {
             out.push(observed(format!("ata {port}"), format!("{port} found a device its SCSI scan has not added yet"), SCAN_BOUND));
         } else if !found {
-            out.push(window(format!("ata {port}"), format!("{port} is young: a port not probed yet looks like an empty one"), ATA_WINDOW));
+            out.push(window(
+                format!("ata {port}"),
+                format!("{port} is young: a port not probed yet looks like an empty one"),
+                ATA_WINDOW,
+                &pdir,
+            ));
         }
     }
 }
@@ -252,6 +282,15 @@ mod tests {
     }
 
     const STICK: &str = "devices/pci0000:00/0000:00:05.0/usb2/2-1/2-1:1.0";
+
+    #[test]
+    fn a_wall_clock_age_is_kept_only_within_the_uptime() {
+        let s = Duration::from_secs;
+        assert_eq!(plausible_age(Some(s(5)), Some(s(20))), Some(s(5)));
+        assert_eq!(plausible_age(Some(s(50)), Some(s(20))), None, "the clock moved forward");
+        assert_eq!(plausible_age(None, Some(s(20))), None, "the node is newer than the clock says: moved back");
+        assert_eq!(plausible_age(Some(s(5)), None), None);
+    }
 
     #[test]
     fn usb_storage_host_without_target_is_pending() {
