@@ -168,6 +168,12 @@ def run_case(binary, case):
         log(f"{case}: cannot build the image: {x}")
         return [(case, "image", "FAIL", "-", "0", str(x))]
     lab = generator_lab(binary, case, initrd)
+    # zroam preload loads zfs.ko from the earliest hook in every image without the stock
+    # module (beside it the stock units may win that race), with the storage drivers first
+    # in dracut under systemd and in initramfs-tools.
+    if not case.endswith("-with"):
+        lab.zfs_by = "preload"
+        lab.preload_drivers = case.startswith(("dracut-systemd", "initramfs-tools"))
     rows = []
     if missing:
         rows.append((case, "image contents", "FAIL", "-", "0", "missing: " + ", ".join(missing)))

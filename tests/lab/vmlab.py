@@ -383,6 +383,11 @@ class Lab:
         self.work = tempfile.mkdtemp(prefix="zroam-boot-", dir=os.environ.get("TMPDIR", "/tmp"))
         self.boots = []
         self.pins = {}
+        # Who must have loaded zfs.ko in a boot that reached the BE (the report's zfs_load):
+        # zroam boot as /init; in a generator's image the lab that made it says (`zroam
+        # preload`, and whether with its drivers first), or None to leave it unchecked.
+        self.zfs_by = "boot" if initrd is None else None
+        self.preload_drivers = False
 
     def disk(self, image, n, tag):
         """A private copy of disk n of an image set (boots write to their disks)."""
@@ -509,6 +514,7 @@ class Lab:
         with open(os.path.join(self.work, f"{tag}.serial.log"), "w") as f:
             f.write(serial)
         r = Result(serial, time.monotonic() - t0, self.prompt, self.outcome)
+        r.zfs_by, r.preload_drivers = self.zfs_by, self.preload_drivers
         r.answered = answered
         r.tag = tag
         # Every boot, by the thread that made it: a failed scenario shows the consoles of
@@ -735,6 +741,18 @@ def booted(r, be, errors, root="rw", child=None):
             check(r.be["child"] == child, f"child dataset mounted: {r.be['child']}, expected {child}", errors)
     got = (r.report or {}).get("outcome")
     check(got == r.expected_outcome, f"report outcome {got}, expected {r.expected_outcome}", errors)
+    want = getattr(r, "zfs_by", None)
+    if want and r.report:
+        z = r.report.get("zfs_load") or {}
+        check(z.get("by") == want and z.get("started_s") is not None and z.get("live_s") is not None
+              and z["started_s"] <= z["live_s"], f"zfs.ko's load in the report: {z}, expected by {want}, started and live", errors)
+        if want == "preload":
+            # The first hook came before zroam boot, and --drivers loaded the drivers first.
+            check(z.get("hook_s") is not None and z["hook_s"] < r.report.get("uptime_at_start", 0),
+                  f"zroam preload did not run before zroam boot: {z}", errors)
+            has = bool(z.get("drivers_s"))
+            check(has == getattr(r, "preload_drivers", False), f"preload's drivers: {z.get('drivers_s')}, "
+                  f"expected {'a span' if getattr(r, 'preload_drivers', False) else 'none'}", errors)
 
 
 def refused(r, stage, errors, words=()):
