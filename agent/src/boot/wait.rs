@@ -124,13 +124,17 @@ impl Boot {
         let bound = probe::Options::default().device_timeout.as_millis() as u64;
         let reading = rep.pending.iter().any(|p| p.ms < bound);
         let now = Instant::now();
+        let uptime = || usage::uptime().map(Duration::from_secs_f64);
         // Looked at while drivers load too, so that a scan's first sighting is early.
         let tracked: Vec<Tracked> = scan::in_flight(&self.opts.sys)
             .into_iter()
             .map(|s| {
                 // Bounded: past the limit an unknown scan counts as old as the boot.
                 let first_seen = if self.scan_first_seen.len() < 4 * scan::MAX_ENTRIES {
-                    *self.scan_first_seen.entry(s.key.clone()).or_insert(settle::first_seen(now, s.age))
+                    *self
+                        .scan_first_seen
+                        .entry(s.key.clone())
+                        .or_insert_with(|| settle::first_seen(now, s.node.as_deref().and_then(|n| scan::age(n, uptime()))))
                 } else {
                     self.scan_first_seen.get(&s.key).copied().unwrap_or(self.t0)
                 };
@@ -146,7 +150,8 @@ impl Boot {
         let last_event = self.record.events.last().map(|e| self.t0 + Duration::from_millis(e.t_ms));
         let sys = &self.opts.sys;
         let base = *self.quiet_base.get_or_insert_with(|| {
-            let ages: Vec<_> = rep.devices.iter().map(|d| scan::age(&sys.join("class/block").join(&d.dev.name))).collect();
+            let up = uptime();
+            let ages: Vec<_> = rep.devices.iter().map(|d| scan::age(&sys.join("class/block").join(&d.dev.name), up)).collect();
             settle::quiet_base(first_pass, now, &ages)
         });
         let quiet_from =

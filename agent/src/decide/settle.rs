@@ -99,7 +99,7 @@ mod tests {
     use super::*;
 
     fn scan(key: &str, observed: bool, bound_ms: u64) -> Scan {
-        Scan { key: key.to_string(), why: format!("{key} pending"), observed, bound: Duration::from_millis(bound_ms), age: None }
+        Scan { key: key.to_string(), why: format!("{key} pending"), observed, bound: Duration::from_millis(bound_ms), node: None }
     }
 
     fn ms(n: u64) -> Duration {

@@ -18,14 +18,14 @@
 //!   host has no target yet still awaits its SCSI scan. A port not probed yet and an empty
 //!   port look alike (class `unknown`, link speed `<unknown>`), so a port counts for
 //!   `ATA_WINDOW` after it first appears.
+//! - A SCSI disk (type 0, 7 or 14) without a driver has not been attached by sd yet: its
+//!   block device is still to come.
 //!
 //! When a hub or port "first appeared" is read from its sysfs directory's change time
 //! (`age`): kernfs stamps an inode when it is first looked up (udev's trigger does that for
 //! every device) and again when the inode is made anew, never earlier than the node itself,
 //! so the age is never more than the real one. It is the wall clock's: an age that is
 //! negative or longer than the uptime says the clock moved, and is not used.
-//! - A SCSI disk (type 0, 7 or 14) without a driver has not been attached by sd yet: its
-//!   block device is still to come.
 
 use serde::Serialize;
 use std::fs;
@@ -60,25 +60,26 @@ pub struct Scan {
     /// How long after first seen it counts.
     #[serde(skip)]
     pub bound: Duration,
-    /// A window's thing appeared at least this long ago (`age`): its bound counts from then.
+    /// A window's sysfs node: its `age` (read once, when the key is first seen) says how
+    /// long ago it appeared, and its bound counts from then.
     #[serde(skip)]
-    pub age: Option<Duration>,
+    pub node: Option<PathBuf>,
 }
 
 fn observed(key: String, why: String, bound: Duration) -> Scan {
-    Scan { key, why, observed: true, bound, age: None }
+    Scan { key, why, observed: true, bound, node: None }
 }
 
 fn window(key: String, why: String, bound: Duration, dir: &Path) -> Scan {
-    Scan { key, why, observed: false, bound, age: age(dir) }
+    Scan { key, why, observed: false, bound, node: Some(dir.to_path_buf()) }
 }
 
-/// How long ago the sysfs node at `p` appeared, at least (see the module's notes).
-pub fn age(p: &Path) -> Option<Duration> {
+/// How long ago the sysfs node at `p` appeared, at least (see the module's notes), given
+/// the uptime (`sys::usage::uptime`, read once by a caller that asks about many nodes).
+pub fn age(p: &Path, uptime: Option<Duration>) -> Option<Duration> {
     use std::os::unix::fs::MetadataExt;
     let m = fs::metadata(p).ok()?;
     let ctime = std::time::UNIX_EPOCH.checked_add(Duration::new(u64::try_from(m.ctime()).ok()?, u32::try_from(m.ctime_nsec()).ok()?))?;
-    let uptime = crate::sys::usage::uptime().map(Duration::from_secs_f64);
     plausible_age(std::time::SystemTime::now().duration_since(ctime).ok(), uptime)
 }
 
