@@ -63,13 +63,12 @@ impl<T: Send + 'static> Pending<T> {
     /// What the wait yielded once the child has exited, or None at the deadline (the child
     /// is then killed).
     pub fn wait_until(self, deadline: Instant) -> Option<std::io::Result<T>> {
-        match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(r) => Some(r),
-            Err(_) => {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), nix::sys::signal::SIGKILL);
-                None
-            }
+        let pid = self.pid;
+        let r = self.wait_detached(deadline);
+        if r.is_none() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
         }
+        r
     }
 }
 
