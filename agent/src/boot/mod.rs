@@ -83,7 +83,8 @@ pub struct Boot {
     quiet_base: Option<Instant>,
     /// When a wait for discovery first found zfs.ko live (the settle record's `added_ms`).
     zfs_live_at: Option<Instant>,
-    /// zfs.ko's load as boot itself saw it (completed by preload's record for the report).
+    /// zfs.ko's load as boot itself saw it (completed by preload's record for the report;
+    /// its `live_s` is `zfs_live_at`'s, set once the module is waited for).
     zfs_load: record::ZfsLoad,
     /// The scans seen in flight during the current wait, for the report.
     scans_seen: Vec<String>,

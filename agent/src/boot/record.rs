@@ -71,9 +71,7 @@ pub const PRELOAD_RECORD_MAX: u64 = 4096;
 /// first hook, the drivers, zfs.ko's init.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ZfsLoad {
-    /// `preload` (a generator's early hook), `boot` (zroam boot's own modprobe) or
-    /// `other` (live before zroam looked: built in, or loaded by someone else).
-    pub by: String,
+    pub by: LoadedBy,
     /// When `zroam preload` started: the generator's first hook that runs zroam.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook_s: Option<f64>,
@@ -84,6 +82,19 @@ pub struct ZfsLoad {
     pub started_s: Option<f64>,
     /// zfs.ko was live (modprobe returned, or zroam boot saw `initstate` read `live`).
     pub live_s: Option<f64>,
+}
+
+/// Who loaded zfs.ko.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadedBy {
+    /// `zroam preload`, from a generator's early hook.
+    Preload,
+    /// zroam boot's own modprobe.
+    Boot,
+    /// Live before zroam looked: built in, or loaded by someone else.
+    #[default]
+    Other,
 }
 
 impl ZfsLoad {
@@ -103,7 +114,7 @@ impl ZfsLoad {
     pub fn parse(text: &str) -> Option<ZfsLoad> {
         let z: ZfsLoad = serde_json::from_str(text).ok()?;
         let ok = |v: Option<f64>| v.is_none_or(|t| t.is_finite() && t >= 0.0);
-        (ok(z.hook_s) && ok(z.started_s) && ok(z.live_s) && z.by.len() <= 16).then_some(z)
+        (ok(z.hook_s) && ok(z.started_s) && ok(z.live_s)).then_some(z)
     }
 }
 
@@ -204,11 +215,11 @@ mod tests {
 
     #[test]
     fn preloads_record_completed_by_boots_own() {
-        let pre = ZfsLoad { by: "preload".into(), hook_s: Some(9.0), drivers_s: Some((9.0, 10.0)), started_s: Some(10.0), live_s: None };
-        let own = ZfsLoad { by: "other".into(), live_s: Some(17.2), ..ZfsLoad::default() };
+        let pre = ZfsLoad { by: LoadedBy::Preload, hook_s: Some(9.0), drivers_s: Some((9.0, 10.0)), started_s: Some(10.0), live_s: None };
+        let own = ZfsLoad { by: LoadedBy::Other, live_s: Some(17.2), ..ZfsLoad::default() };
         // Preload wrote before its modprobe returned: boot's sighting is the end.
         let m = ZfsLoad::merge(Some(pre.clone()), own.clone());
-        assert_eq!((m.by.as_str(), m.started_s, m.live_s, m.drivers_s), ("preload", Some(10.0), Some(17.2), Some((9.0, 10.0))));
+        assert_eq!((m.by, m.started_s, m.live_s, m.drivers_s), (LoadedBy::Preload, Some(10.0), Some(17.2), Some((9.0, 10.0))));
         // Both saw it: the earlier (boot polls).
         let m = ZfsLoad::merge(Some(ZfsLoad { live_s: Some(17.0), ..pre }), own.clone());
         assert_eq!(m.live_s, Some(17.0));
@@ -225,7 +236,7 @@ mod tests {
             "{}",
             "[1]",
             r#"{"by":"preload","started_s":-1,"live_s":null}"#,
-            &format!(r#"{{"by":"{}","started_s":null,"live_s":null}}"#, "x".repeat(17)),
+            r#"{"by":"xxxxxxxxxxxxxxxxx","started_s":null,"live_s":null}"#,
         ] {
             assert_eq!(ZfsLoad::parse(bad), None, "{bad}");
         }

@@ -3,7 +3,7 @@
 //! for hardware that shows up late start from here too.
 
 use super::failure::{fail, Failure};
-use super::record::{DeviceEvent, Pass, SettleRecord, ZfsLoad};
+use super::record::{DeviceEvent, LoadedBy, Pass, SettleRecord, ZfsLoad};
 use super::stage::Stage;
 use super::Boot;
 use crate::decide::choose::{Choice, Readiness};
@@ -30,9 +30,9 @@ impl Boot {
         // In a generator's image `zroam preload` may be loading zfs already: racing it is
         // safe (cli/preload.rs says why), and `wait_zfs_module` waits for `live` either way.
         if modules::zfs_loaded() {
-            self.zfs_load.by = "other".to_string();
+            self.zfs_load.by = LoadedBy::Other;
         } else {
-            self.zfs_load = ZfsLoad { by: "boot".to_string(), started_s: usage::uptime(), ..ZfsLoad::default() };
+            self.zfs_load = ZfsLoad { by: LoadedBy::Boot, started_s: usage::uptime(), ..ZfsLoad::default() };
             match modules::spawn_modprobe(&["zfs".to_string()]) {
                 Ok(c) => self.zfs_modprobe = Some(run::Pending::new(c)),
                 Err(e) => self.warn(format!("cannot load zfs: {e}")),
@@ -163,7 +163,6 @@ impl Boot {
     fn note_zfs_live(&mut self) {
         if self.zfs_live_at.is_none() && modules::zfs_loaded() {
             self.zfs_live_at = Some(Instant::now());
-            self.zfs_load.live_s = usage::uptime();
         }
     }
 

@@ -70,9 +70,9 @@ impl Boot {
             // A bounded poll on a path that has no event of its own to wait for.
             std::thread::sleep(Duration::from_millis(10));
         }
-        if self.zfs_load.live_s.is_none() {
-            self.zfs_load.live_s = usage::uptime();
-        }
+        // Live since a wait first saw it, or now.
+        let live_at = *self.zfs_live_at.get_or_insert_with(Instant::now);
+        self.zfs_load.live_s = usage::uptime().map(|u| (u - live_at.elapsed().as_secs_f64()).max(0.0));
         self.record.zfs_load = Some(ZfsLoad::merge(read_preload_record(), self.zfs_load.clone()));
         Ok(())
     }

@@ -22,7 +22,7 @@
 //! it cannot.
 
 use super::Res;
-use crate::boot::record::{ZfsLoad, PRELOAD_RECORD};
+use crate::boot::record::{LoadedBy, ZfsLoad, PRELOAD_RECORD};
 use crate::decide::preload::{self, Preload};
 use crate::sys::modules;
 use crate::sys::{run, usage};
@@ -47,7 +47,7 @@ pub fn run(mut args: lexopt::Parser) -> Res {
     if preload::decide(&super::read_cmdline(line), modules::zfs_loaded()) != Preload::Load {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rec = ZfsLoad { by: "preload".to_string(), hook_s: usage::uptime(), ..ZfsLoad::default() };
+    let mut rec = ZfsLoad { by: LoadedBy::Preload, hook_s: usage::uptime(), ..ZfsLoad::default() };
     // --drivers: the drivers first, bounded. zfs.ko's init holds up every other module load
     // (and most of the machine) while it runs, so a driver started beside it finds its
     // disks only after it. Their modprobe takes about a second under emulation.

@@ -130,13 +130,7 @@ pub fn render(r: &Report) -> String {
     }
     if let Some(z) = &b.zfs_load {
         let at = |v: Option<f64>| v.filter(|t| t.is_finite()).map_or_else(dash, |t| format!("{t:.2} s"));
-        let _ = writeln!(
-            s,
-            "zfs.ko:   loaded by {}, from {} to {} of uptime",
-            crate::report::timeline::clean(&z.by),
-            at(z.started_s),
-            at(z.live_s)
-        );
+        let _ = writeln!(s, "zfs.ko:   loaded by {}, from {} to {} of uptime", json(&z.by), at(z.started_s), at(z.live_s));
     }
     if let Some(f) = &b.failure {
         let _ = writeln!(s, "failure:  {} — fix: {}", f.message, f.hint);

@@ -10,7 +10,7 @@ pub mod svg;
 pub mod text;
 
 use super::Report;
-use crate::boot::record::Outcome;
+use crate::boot::record::{LoadedBy, Outcome};
 use crate::boot::stage::Stage;
 
 /// Times past this (about three years) are clamped: no boot is that long, and every
@@ -199,7 +199,7 @@ pub fn build(r: &Report) -> Timeline {
     }
     if let Some(z) = &b.zfs_load {
         let drivers = z.drivers_s.map(|(a, b)| (Some(a), Some(b)));
-        let zfs_label = if z.by == "preload" { ZFS_PRELOAD } else { ZFS_BOOT };
+        let zfs_label = if z.by == LoadedBy::Preload { ZFS_PRELOAD } else { ZFS_BOOT };
         for (label, span) in [(DRIVERS_PRELOAD, drivers), (zfs_label, Some((z.started_s, z.live_s)))] {
             if let Some((Some(a), Some(e))) = span {
                 let start = notes.secs(a, &format!("start of {label}"));
@@ -320,10 +320,10 @@ pub(crate) mod tests {
 
     #[test]
     fn zfs_load_and_drivers_run_beside_the_stages() {
-        use crate::boot::record::ZfsLoad;
+        use crate::boot::record::{LoadedBy, ZfsLoad};
         let mut r = bare(Some(16.0), &[(Stage::Wait, 0, 2000), (Stage::Import, 2000, 1000)]);
         r.boot.zfs_load = Some(ZfsLoad {
-            by: "preload".into(),
+            by: LoadedBy::Preload,
             hook_s: Some(9.0),
             drivers_s: Some((9.0, 10.5)),
             started_s: Some(10.5),
@@ -337,12 +337,12 @@ pub(crate) mod tests {
         assert!(t.rows.iter().all(|r| !r.overlaps) && t.notes.is_empty(), "{t:?}");
         assert!((t.total - 19.0).abs() < 1e-9);
         // Boot's own load has no drivers row; a load with no end is left out.
-        r.boot.zfs_load = Some(ZfsLoad { by: "boot".into(), started_s: Some(16.1), live_s: Some(16.9), ..ZfsLoad::default() });
+        r.boot.zfs_load = Some(ZfsLoad { by: LoadedBy::Boot, started_s: Some(16.1), live_s: Some(16.9), ..ZfsLoad::default() });
         assert_eq!(build(&r).rows.iter().filter(|r| r.kind == Kind::Beside).map(|r| r.label).collect::<Vec<_>>(), [ZFS_BOOT]);
-        r.boot.zfs_load = Some(ZfsLoad { by: "boot".into(), started_s: Some(16.1), live_s: None, ..ZfsLoad::default() });
+        r.boot.zfs_load = Some(ZfsLoad { by: LoadedBy::Boot, started_s: Some(16.1), live_s: None, ..ZfsLoad::default() });
         assert!(build(&r).rows.iter().all(|r| r.kind != Kind::Beside));
         // Hostile times are clamped like the rest; a live before the start draws nothing.
-        r.boot.zfs_load = Some(ZfsLoad { by: "preload".into(), started_s: Some(f64::NAN), live_s: Some(-1.0), ..ZfsLoad::default() });
+        r.boot.zfs_load = Some(ZfsLoad { by: LoadedBy::Preload, started_s: Some(f64::NAN), live_s: Some(-1.0), ..ZfsLoad::default() });
         let t = build(&r);
         assert!(t.rows.iter().filter(|r| r.kind == Kind::Beside).all(|r| r.secs == 0.0) && !t.notes.is_empty());
     }
