@@ -74,6 +74,11 @@ pub struct Boot {
     /// or udev's event queue drained (in a generator's image). Devices follow soon after.
     discovery_idle_since: Option<Instant>,
     discovery_was_busy: bool,
+    /// This ramdisk's storage module aliases (`sys::drivers`), read at the first look; None
+    /// inside when there are none, and then udev's queue says whether drivers still load.
+    aliases: Option<Option<crate::sys::drivers::Aliases>>,
+    /// The modules loaded at the last look (`sys::drivers::proc_modules`).
+    modules_loaded: std::collections::BTreeSet<String>,
     /// When each storage scan the kernel showed in flight was first seen (`sys::scan`), and
     /// the last look that saw one count: the quiet window runs from there.
     scan_first_seen: std::collections::HashMap<String, Instant>,
@@ -109,6 +114,8 @@ impl Boot {
             children: Vec::new(),
             discovery_idle_since: None,
             discovery_was_busy: false,
+            aliases: None,
+            modules_loaded: Default::default(),
             scan_first_seen: std::collections::HashMap::new(),
             scan_last_seen: None,
             quiet_base: None,

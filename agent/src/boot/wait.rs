@@ -12,7 +12,7 @@ use crate::decide::settle::{self, Settle, Tracked};
 use crate::decide::trust::{self, PinState};
 use crate::probe::{self, ProbeReport};
 use crate::sys::uevent::{Listener, Uevent};
-use crate::sys::{modules, run, scan, usage};
+use crate::sys::{drivers, modules, run, scan, usage};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -56,12 +56,16 @@ impl Boot {
         }
     }
 
-    /// Is device discovery still under way? Collects finished module loads; in a
-    /// generator's image udev loads the drivers, and /run/udev/queue exists while it has
-    /// events in flight.
+    /// Is device discovery still under way? Our module loads are running, or a module is
+    /// initialising (`sys::drivers`). Where this ramdisk's module aliases cannot be read,
+    /// udev's queue stands in for the drivers udev is about to load (it exists while udev
+    /// has events in flight, including every unrelated one).
     fn discovery_busy(&mut self) -> bool {
         self.children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
-        let busy = !self.children.is_empty() || Path::new(UDEV_QUEUE).exists();
+        let (loaded, loading) = drivers::proc_modules().unwrap_or_default();
+        self.modules_loaded = loaded;
+        let known = self.aliases.get_or_insert_with(drivers::Aliases::load).is_some();
+        let busy = !self.children.is_empty() || !loading.is_empty() || (!known && Path::new(UDEV_QUEUE).exists());
         if self.discovery_was_busy && !busy {
             self.discovery_idle_since = Some(Instant::now());
         }
@@ -113,10 +117,11 @@ impl Boot {
         (plan, rep)
     }
 
-    /// Has discovery settled (`decide::settle`)? Drivers loaded (our modprobes done, udev's
-    /// queue empty), no read in flight within its bound, no scan the kernel shows pending
-    /// (`sys::scan`), and quiet since the latest of the first pass's devices' appearance,
-    /// discovery going idle, the last block uevent and the last look that saw a scan.
+    /// Has discovery settled (`decide::settle`)? Drivers loaded (our modprobes done, no
+    /// module initialising), no read in flight within its bound, no scan the kernel shows
+    /// pending (`sys::scan`) and no storage device awaiting its module (`sys::drivers`), and
+    /// quiet since the latest of the first pass's devices' appearance, discovery going idle,
+    /// the last block uevent and the last look that saw a scan.
     fn settle_state(&mut self, first_pass: Instant, rep: &ProbeReport) -> Settle {
         let busy = self.discovery_busy();
         self.note_zfs_live();
@@ -126,7 +131,11 @@ impl Boot {
         let now = Instant::now();
         let uptime = || usage::uptime().map(Duration::from_secs_f64);
         // Looked at while drivers load too, so that a scan's first sighting is early.
-        let tracked: Vec<Tracked> = scan::in_flight(&self.opts.sys)
+        let mut scans = scan::in_flight(&self.opts.sys);
+        if let Some(Some(aliases)) = self.aliases.as_mut() {
+            scans.extend(drivers::in_flight(&self.opts.sys, &self.modules_loaded, aliases));
+        }
+        let tracked: Vec<Tracked> = scans
             .into_iter()
             .map(|s| {
                 // Bounded: past the limit an unknown scan counts as old as the boot.
