@@ -9,8 +9,9 @@ distinct ZFS partitions than --devices is an error: duplicating one would measur
 cache, not the probe. Each round drops the page cache before each tool and runs both, the
 order alternating (zroam first, then blkid first), so a trend in the machine's load falls on
 both alike. CPU is the child's user+sys (wait4's rusage), wall the monotonic time from spawn
-to reap; the figures are medians, the ratios those of the medians (zroam / blkid). Both tools
-must have seen a ZFS label on every device (zroam's JSON: a chosen label copy; blkid:
+to reap, the kernel's share the child's system time, the bytes read the child's block input
+(rusage's inblock) and, from them, each tool's CPU per MiB read; the figures are medians, the ratios those of the medians (zroam /
+blkid). Both tools must have seen a ZFS label on every device (zroam's JSON: a chosen label copy; blkid:
 TYPE="zfs_member"), or the comparison means nothing and the run fails.
 
 usage: probe_bench.py ZROAM_BINARY [--runs N] [--devices N] [--json FILE]
@@ -61,7 +62,8 @@ def drop_caches():
 
 
 def timed(argv):
-    """(cpu ms, wall ms, exit status, stdout) of one run of argv."""
+    """(cpu ms, kernel cpu ms, wall ms, KiB read from the devices, exit status, stdout) of one
+    run of argv."""
     with tempfile.TemporaryFile() as out:
         t = time.monotonic()
         p = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
@@ -69,7 +71,9 @@ def timed(argv):
         wall = (time.monotonic() - t) * 1000
         p.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
         out.seek(0)
-        return (ru.ru_utime + ru.ru_stime) * 1000, wall, p.returncode, out.read().decode(errors="replace")
+        # ru_inblock: 512-byte blocks the child fetched from storage (direct and buffered).
+        return ((ru.ru_utime + ru.ru_stime) * 1000, ru.ru_stime * 1000, wall, ru.ru_inblock / 2, p.returncode,
+                out.read().decode(errors="replace"))
 
 
 def zroam_saw(out, devs):
@@ -120,18 +124,20 @@ def run(o, loops):
         "blkid": [BLKID, "-p", *devs],
     }
     check = {"zroam": zroam_saw, "blkid": blkid_saw}
-    samples = {t: {"cpu_ms": [], "wall_ms": []} for t in tools}
+    samples = {t: {"cpu_ms": [], "sys_ms": [], "wall_ms": [], "read_kib": []} for t in tools}
     for r in range(o["runs"]):
         order = ["zroam", "blkid"] if r % 2 == 0 else ["blkid", "zroam"]
         for t in order:
             drop_caches()
-            cpu, wall, rc, out = timed(tools[t])
+            cpu, sys_ms, wall, kib, rc, out = timed(tools[t])
             missed = check[t](out, devs)
             if missed:
                 raise SystemExit(f"probe-bench: {t} (exit {rc}) saw no ZFS label on {len(missed)} device(s): "
                                  f"{' '.join(missed[:4])}{' …' if len(missed) > 4 else ''}")
             samples[t]["cpu_ms"].append(cpu)
             samples[t]["wall_ms"].append(wall)
+            samples[t]["read_kib"].append(kib)
+            samples[t]["sys_ms"].append(sys_ms)
         print(f"  round {r + 1}/{o['runs']}: " + ", ".join(
             f"{t} {samples[t]['cpu_ms'][-1]:.1f}/{samples[t]['wall_ms'][-1]:.1f} ms" for t in tools), flush=True)
     return samples
@@ -167,6 +173,14 @@ def main():
         print(f"{t:<8}{c['median']:>10.1f}{c['min']:>9.1f}-{c['max']:<8.1f}{w['median']:>10.1f}{w['min']:>9.1f}-{w['max']:<8.1f}")
     for k in TARGETS:
         print(f"{k}: {ratios[k]:.3f} (target ≤ {TARGETS[k]}: {'met' if met[k] else 'MISSED'})")
+    # What bounds the CPU ratio: the bytes each tool fetches, and its CPU per MiB of them.
+    per_mib = {t: r["cpu_ms"]["median"] / max(r["read_kib"]["median"] / 1024, 1e-9) for t, r in res.items()}
+    ratios["read_ratio"] = round(res["zroam"]["read_kib"]["median"] / max(res["blkid"]["read_kib"]["median"], 1e-9), 3)
+    ratios["cpu_per_mib_ratio"] = round(per_mib["zroam"] / per_mib["blkid"], 3)
+    for t, r in res.items():
+        print(f"{t}: {r['read_kib']['median'] / len(loops):.0f} KiB read per device, {per_mib[t]:.2f} ms CPU per MiB read, "
+              f"{r['sys_ms']['median']:.1f} ms of its CPU in the kernel")
+    print(f"read_ratio: {ratios['read_ratio']:.3f}, cpu_per_mib_ratio: {ratios['cpu_per_mib_ratio']:.3f}")
     os.makedirs(os.path.dirname(o["json"]), exist_ok=True)
     with open(o["json"], "w") as f:
         json.dump({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),

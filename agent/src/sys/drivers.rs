@@ -5,7 +5,7 @@
 //! What is still on its way:
 //! - a module initialising (`Loading` in /proc/modules): its init waits for the async
 //!   probes it started (libata's ports, SCSI hosts), so the disks behind it are not all
-//!   there yet. zfs and spl are not counted: zroam waits for them on its own.
+//!   there yet. zfs and its own modules are not counted: zroam waits for them on its own.
 //! - a device on a storage bus (`modules::storage_alias`) with no driver bound, which a
 //!   module of this ramdisk would drive (its alias matches `modules.alias`), none of which
 //!   is loaded yet: udev (or zroam) is about to load them. A device no module here can
@@ -30,8 +30,9 @@ const MAX_PROC_MODULES: u64 = 1 << 20;
 const MAX_ALIASES: u64 = 16 << 20;
 /// Most modalias answers remembered (one per distinct driverless device).
 const MAX_CACHED: usize = 1024;
-/// Modules zroam waits for itself (`wait_zfs_module`).
-const OWN: [&str; 2] = ["zfs", "spl"];
+/// Modules zroam waits for itself (`wait_zfs_module`): zfs and what it needs (OpenZFS
+/// before 2.2 split it into several modules).
+const OWN: [&str; 9] = ["zfs", "spl", "icp", "zavl", "zcommon", "zlua", "znvpair", "zunicode", "zzstd"];
 
 fn read_bounded(p: &Path, max: u64) -> Option<String> {
     let mut s = String::new();
@@ -198,9 +199,9 @@ alias pci:v[ bad
 
     #[test]
     fn proc_modules_states() {
-        let text = "ahci 45056 0 - Live 0x0000000000000000\nusb-storage 81920 0 - Loading 0x0\nzfs 6225920 0 - Loading 0x0 (POE)\nspl 1 0 - Loading 0x0\n\ngarbage\n";
+        let text = "ahci 45056 0 - Live 0x0000000000000000\nusb-storage 81920 0 - Loading 0x0\nzfs 6225920 0 - Loading 0x0 (POE)\nspl 1 0 - Loading 0x0\nicp 1 0 - Loading 0x0\n\ngarbage\n";
         let (loaded, loading) = parse_proc_modules(text);
-        assert_eq!(loading, ["usb_storage"], "zfs and spl are zroam's own wait");
+        assert_eq!(loading, ["usb_storage"], "zfs and its modules are zroam's own wait");
         assert!(loaded.contains("ahci") && loaded.contains("usb_storage") && loaded.contains("zfs"));
         assert!(!loaded.contains("garbage"), "a line without a state is not a module");
     }
