@@ -74,6 +74,8 @@ pub struct Boot {
     /// or udev's event queue drained (in a generator's image). Devices follow soon after.
     discovery_idle_since: Option<Instant>,
     discovery_was_busy: bool,
+    /// What kept discovery busy at the last look (`decide::settle::Input::busy`).
+    busy_why: Option<String>,
     /// This ramdisk's storage module aliases (`sys::drivers`), read at the first look; None
     /// inside when there are none, and then udev's queue says whether drivers still load.
     aliases: Option<Option<crate::sys::drivers::Aliases>>,
@@ -114,6 +116,7 @@ impl Boot {
             children: Vec::new(),
             discovery_idle_since: None,
             discovery_was_busy: false,
+            busy_why: None,
             aliases: None,
             modules_loaded: Default::default(),
             scan_first_seen: std::collections::HashMap::new(),

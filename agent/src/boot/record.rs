@@ -55,7 +55,8 @@ pub struct SettleRecord {
     pub ended: String,
     /// Why it ended: what was given up on, or what was still pending.
     pub why: String,
-    /// The scans the kernel showed in flight during the wait (`sys::scan`).
+    /// The scans the kernel showed in flight during the wait (`sys::scan`, `sys::drivers`),
+    /// and what kept drivers busy (a module initialising, our modprobe).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scans: Vec<String>,
 }

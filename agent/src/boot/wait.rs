@@ -25,6 +25,15 @@ const UDEV_QUEUE: &str = "/run/udev/queue";
 /// How often to collect the answers of reads that outlived their pass (they raise no event).
 const PENDING_POLL: Duration = Duration::from_millis(250);
 
+/// Most distinct things a wait names in the report's `settle[].scans`.
+const MAX_SEEN: usize = 32;
+
+fn note_seen(seen: &mut Vec<String>, why: &str) {
+    if seen.len() < MAX_SEEN && !seen.iter().any(|s| s == why) {
+        seen.push(why.to_string());
+    }
+}
+
 impl Boot {
     pub(super) fn load_modules(&mut self) {
         // In a generator's image `zroam preload` may be loading zfs already: racing it is
@@ -64,8 +73,17 @@ impl Boot {
         self.children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
         let (loaded, loading) = drivers::proc_modules().unwrap_or_default();
         self.modules_loaded = loaded;
-        let known = self.aliases.get_or_insert_with(drivers::Aliases::load).is_some();
-        let busy = !self.children.is_empty() || !loading.is_empty() || (!known && Path::new(UDEV_QUEUE).exists());
+        let known = self.aliases.get_or_insert_with(drivers::Aliases::find).is_some();
+        self.busy_why = if !self.children.is_empty() {
+            Some("storage drivers loading (modprobe)".to_string())
+        } else if !loading.is_empty() {
+            Some(format!("{} initialising", loading.join(", ")))
+        } else if !known && Path::new(UDEV_QUEUE).exists() {
+            Some("udev has events queued".to_string())
+        } else {
+            None
+        };
+        let busy = self.busy_why.is_some();
         if self.discovery_was_busy && !busy {
             self.discovery_idle_since = Some(Instant::now());
         }
@@ -123,7 +141,7 @@ impl Boot {
     /// quiet since the latest of the first pass's devices' appearance, discovery going idle,
     /// the last block uevent and the last look that saw a scan.
     fn settle_state(&mut self, first_pass: Instant, rep: &ProbeReport) -> Settle {
-        let busy = self.discovery_busy();
+        self.discovery_busy();
         self.note_zfs_live();
         // A read still within its bound may yet answer; a stuck one has had its chance.
         let bound = probe::Options::default().device_timeout.as_millis() as u64;
@@ -152,9 +170,11 @@ impl Boot {
             .collect();
         for t in settle::counting(now, &tracked).filter(|t| t.scan.observed) {
             self.scan_last_seen = Some(now);
-            if self.scans_seen.len() < 32 && !self.scans_seen.contains(&t.scan.why) {
-                self.scans_seen.push(t.scan.why.clone());
-            }
+            note_seen(&mut self.scans_seen, &t.scan.why);
+        }
+        // What kept drivers busy is named in the report beside the scans.
+        if let Some(why) = &self.busy_why {
+            note_seen(&mut self.scans_seen, why);
         }
         let last_event = self.record.events.last().map(|e| self.t0 + Duration::from_millis(e.t_ms));
         let sys = &self.opts.sys;
@@ -165,7 +185,7 @@ impl Boot {
         });
         let quiet_from =
             [Some(base), self.discovery_idle_since, last_event, self.scan_last_seen].into_iter().flatten().max().unwrap_or(first_pass);
-        settle::decide(now, &settle::Input { busy, reading, quiet_from, scans: &tracked })
+        settle::decide(now, &settle::Input { busy: self.busy_why.as_deref(), reading, quiet_from, scans: &tracked })
     }
 
     /// Notes when zfs.ko is first seen live during a wait for discovery.

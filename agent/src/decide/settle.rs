@@ -1,7 +1,7 @@
 //! Has device discovery settled? Pure: the loop's timestamps and the kernel's scans in
 //! flight (`sys::scan`) in, "settled", "not before then" or "busy" out.
 //!
-//! Settled means: the drivers have loaded (`busy` is false), no read is in flight within
+//! Settled means: the drivers have loaded (nothing `busy`), no read is in flight within
 //! its bound, no scan the kernel shows is pending (each counts at most its bound after it
 //! was first seen, so one that never completes cannot hold the boot), no young hub or port
 //! may still hide a device, and `QUIET` has passed since the latest of the first pass's
@@ -28,8 +28,9 @@ pub struct Tracked {
 /// What the loop knows.
 #[derive(Debug, Clone)]
 pub struct Input<'a> {
-    /// Our module loads are running, or udev has events queued.
-    pub busy: bool,
+    /// What is still loading drivers, if anything: our module loads, a module initialising
+    /// (`sys::drivers`), or udev's queue where that stands in.
+    pub busy: Option<&'a str>,
     /// A device read is in flight and still within its bound.
     pub reading: bool,
     /// The latest of the first pass, discovery going idle, the last block uevent, and the
@@ -73,8 +74,8 @@ pub fn counting<'a>(now: Instant, scans: &'a [Tracked]) -> impl Iterator<Item = 
 }
 
 pub fn decide(now: Instant, input: &Input) -> Settle {
-    if input.busy {
-        return Settle::Busy { why: "drivers loading".to_string() };
+    if let Some(why) = input.busy {
+        return Settle::Busy { why: why.to_string() };
     }
     if input.reading {
         return Settle::Busy { why: "devices still being read".to_string() };
@@ -109,7 +110,7 @@ mod tests {
     #[test]
     fn nothing_pending_settles_after_the_quiet_window() {
         let t = Instant::now();
-        let input = Input { busy: false, reading: false, quiet_from: t, scans: &[] };
+        let input = Input { busy: None, reading: false, quiet_from: t, scans: &[] };
         assert_eq!(decide(t + ms(100), &input), Settle::Pending { wake: t + QUIET, why: "no device came or went for 300 ms".into() });
         match decide(t + QUIET, &input) {
             Settle::Settled { at, why } => assert_eq!((at, why.as_str()), (t + QUIET, "no scan in flight")),
@@ -120,9 +121,9 @@ mod tests {
     #[test]
     fn busy_and_reads_come_first() {
         let t = Instant::now();
-        let input = Input { busy: true, reading: true, quiet_from: t, scans: &[] };
-        assert!(matches!(decide(t + ms(5000), &input), Settle::Busy { why } if why == "drivers loading"));
-        let input = Input { busy: false, ..input };
+        let input = Input { busy: Some("sd_mod initialising"), reading: true, quiet_from: t, scans: &[] };
+        assert!(matches!(decide(t + ms(5000), &input), Settle::Busy { why } if why == "sd_mod initialising"));
+        let input = Input { busy: None, ..input };
         assert!(matches!(decide(t + ms(5000), &input), Settle::Busy { why } if why.contains("read")));
     }
 
@@ -130,7 +131,7 @@ mod tests {
     fn an_observed_scan_holds_until_it_ends_or_its_bound() {
         let t = Instant::now();
         let scans = [Tracked { scan: scan("usb-storage 2-1:1.0 host6", true, 4000), first_seen: t }];
-        let input = Input { busy: false, reading: false, quiet_from: t, scans: &scans };
+        let input = Input { busy: None, reading: false, quiet_from: t, scans: &scans };
         match decide(t + ms(1000), &input) {
             Settle::Pending { wake, why } => {
                 assert_eq!(wake, t + ms(1000) + SCAN_POLL, "polled while pending");
@@ -161,7 +162,7 @@ mod tests {
         assert_eq!(quiet_base(first, t, &[]), first);
         // So a settled machine is settled at once, and one with a device 100 ms old waits
         // the rest of QUIET.
-        let input = Input { busy: false, reading: false, quiet_from: quiet_base(first, t, &[Some(ms(5000))]), scans: &[] };
+        let input = Input { busy: None, reading: false, quiet_from: quiet_base(first, t, &[Some(ms(5000))]), scans: &[] };
         assert!(matches!(decide(t, &input), Settle::Settled { .. }));
         let input = Input { quiet_from: quiet_base(first, t, &[Some(ms(100))]), ..input };
         assert_eq!(decide(t, &input), Settle::Pending { wake: t + ms(200), why: "no device came or went for 300 ms".into() });
@@ -175,7 +176,7 @@ mod tests {
         // The scan ended at 1200 ms (the last look that saw it): settled 300 ms later, not
         // at a fixed 1.5 s after idle.
         let t = Instant::now();
-        let input = Input { busy: false, reading: false, quiet_from: t + ms(1200), scans: &[] };
+        let input = Input { busy: None, reading: false, quiet_from: t + ms(1200), scans: &[] };
         assert!(matches!(decide(t + ms(1500), &input), Settle::Settled { at, .. } if at == t + ms(1500)));
     }
 
@@ -183,7 +184,7 @@ mod tests {
     fn a_young_hub_counts_only_for_its_window() {
         let t = Instant::now();
         let scans = [Tracked { scan: scan("usb hub 2-0:1.0", false, 500), first_seen: t + ms(100) }];
-        let input = Input { busy: false, reading: false, quiet_from: t, scans: &scans };
+        let input = Input { busy: None, reading: false, quiet_from: t, scans: &scans };
         assert!(matches!(decide(t + ms(550), &input), Settle::Pending { wake, .. } if wake == t + ms(600)));
         // Past the window: no "gave up" (nothing was seen in flight), the quiet window from
         // the loop's quiet_from decides.
@@ -201,7 +202,7 @@ mod tests {
             Tracked { scan: scan("usb hub 1-0:1.0", false, 500), first_seen: t },
             Tracked { scan: scan("ata ata1", true, 3000), first_seen: t },
         ];
-        let input = Input { busy: false, reading: false, quiet_from: t, scans: &scans };
+        let input = Input { busy: None, reading: false, quiet_from: t, scans: &scans };
         match decide(t + ms(10), &input) {
             Settle::Pending { why, .. } => assert_eq!(why, "ata ata1 pending (and 1 more)"),
             s => panic!("{s:?}"),

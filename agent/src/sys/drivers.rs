@@ -61,62 +61,175 @@ pub fn parse_proc_modules(text: &str) -> (BTreeSet<String>, Vec<String>) {
     (loaded, loading)
 }
 
-/// One line of `modules.alias` on a storage bus: the literal text before its first
-/// wildcard (a cheap filter), the pattern, the module.
-struct Alias {
-    literal: String,
-    pattern: glob::Pattern,
-    module: String,
+/// An alias as kmod compares it: `-` is `_` outside brackets (its index stores keys so).
+fn normalize(alias: &str) -> String {
+    let mut in_brackets = false;
+    alias
+        .chars()
+        .map(|c| match c {
+            '[' => {
+                in_brackets = true;
+                c
+            }
+            ']' => {
+                in_brackets = false;
+                c
+            }
+            '-' if !in_brackets => '_',
+            c => c,
+        })
+        .collect()
 }
 
-/// The storage buses' lines of this ramdisk's `modules.alias`, and the answers given.
+/// Pure: the modules whose `alias PATTERN MODULE` lines in `text` match `modalias`, in
+/// order and once each (kmod loads them all). Malformed lines and bad patterns match
+/// nothing; a pattern is compiled only when the text before its first wildcard matches.
+pub fn matching(text: &str, modalias: &str) -> Vec<String> {
+    let modalias = &normalize(modalias);
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some("alias"), Some(pat), Some(module), None) = (f.next(), f.next(), f.next(), f.next()) else { continue };
+        let pat = &normalize(pat);
+        let literal = pat.split(['*', '?', '[']).next().unwrap_or("");
+        if !modalias.starts_with(literal) || !glob::Pattern::new(pat).is_ok_and(|p| p.matches(modalias)) {
+            continue;
+        }
+        let module = norm(module);
+        if !out.contains(&module) {
+            out.push(module);
+        }
+    }
+    out
+}
+
+/// kmod's index files (`modules.alias.bin`): a trie of keys with values. Big-endian u32s.
+const INDEX_MAGIC: u32 = 0xB007_F457;
+const INDEX_MAJOR: u32 = 2;
+const NODE_PREFIX: u32 = 0x8000_0000;
+const NODE_VALUES: u32 = 0x4000_0000;
+const NODE_CHILDS: u32 = 0x2000_0000;
+const NODE_MASK: u32 = 0x0FFF_FFFF;
+/// Most nodes visited and longest key rebuilt in one index.
+const MAX_NODES: usize = 1 << 20;
+const MAX_KEY: usize = 4096;
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
+fn cstr(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let rest = b.get(at..)?;
+    let n = rest.iter().position(|&c| c == 0)?;
+    Some((&rest[..n], at + n + 1))
+}
+
+/// Pure: kmod's `modules.alias.bin` as the `alias PATTERN MODULE` lines of the text file it
+/// is built beside (in no particular order), for images that keep only the index
+/// (mkinitcpio). None when it is not such an index; a damaged node ends its branch. Every
+/// offset is checked, nodes visited and key lengths are bounded, and the walk keeps its own
+/// stack.
+pub fn alias_index_lines(b: &[u8]) -> Option<String> {
+    if be32(b, 0)? != INDEX_MAGIC || be32(b, 4)? >> 16 != INDEX_MAJOR {
+        return None;
+    }
+    let mut out = String::new();
+    let mut stack: Vec<(u32, Vec<u8>)> = vec![(be32(b, 8)?, Vec::new())];
+    let mut visited = 0;
+    while let Some((off, mut key)) = stack.pop() {
+        visited += 1;
+        if visited > MAX_NODES || out.len() as u64 > MAX_ALIASES {
+            break;
+        }
+        let mut at = (off & NODE_MASK) as usize;
+        if off & NODE_PREFIX != 0 {
+            let Some((prefix, next)) = cstr(b, at) else { continue };
+            key.extend_from_slice(prefix);
+            at = next;
+        }
+        if key.len() > MAX_KEY {
+            continue;
+        }
+        if off & NODE_CHILDS != 0 {
+            let (Some(&first), Some(&last)) = (b.get(at), b.get(at + 1)) else { continue };
+            at += 2;
+            for (i, ch) in (first..=last).enumerate() {
+                let Some(child) = be32(b, at + 4 * i) else { break };
+                if child != 0 {
+                    let mut k = key.clone();
+                    k.push(ch);
+                    stack.push((child, k));
+                }
+            }
+            at += 4 * (usize::from(last.saturating_sub(first)) + 1);
+        }
+        if off & NODE_VALUES != 0 {
+            let Some(count) = be32(b, at) else { continue };
+            at += 4;
+            for _ in 0..count.min(1024) {
+                // Each value: a priority, then the module's name.
+                let Some((module, next)) = cstr(b, at + 4) else { break };
+                at = next;
+                if let (Ok(k), Ok(m)) = (std::str::from_utf8(&key), std::str::from_utf8(module)) {
+                    out.push_str(&format!("alias {k} {m}\n"));
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// This ramdisk's `modules.alias`, read when first asked about (most boots never are: every
+/// storage device already has its driver), and the answers given.
 pub struct Aliases {
-    lines: Vec<Alias>,
+    path: Option<std::path::PathBuf>,
+    text: Option<String>,
     cache: HashMap<String, Vec<String>>,
 }
 
 impl Aliases {
-    /// Pure: `alias PATTERN MODULE` lines; others, and patterns of other buses, are skipped.
-    pub fn parse(text: &str) -> Aliases {
-        let prefixes: Vec<String> = modules::BUSES.iter().map(|b| format!("{b}:")).collect();
-        let mut lines = Vec::new();
-        for line in text.lines() {
-            let mut f = line.split_whitespace();
-            let (Some("alias"), Some(pat), Some(module), None) = (f.next(), f.next(), f.next(), f.next()) else { continue };
-            if !prefixes.iter().any(|p| pat.starts_with(p.as_str())) {
-                continue;
-            }
-            let Ok(pattern) = glob::Pattern::new(pat) else { continue };
-            let literal = pat.split(['*', '?', '[']).next().unwrap_or("").to_string();
-            lines.push(Alias { literal, pattern, module: norm(module) });
-        }
-        Aliases { lines, cache: HashMap::new() }
-    }
-
-    /// This ramdisk's, for the running kernel; None when it cannot be read (the caller then
-    /// falls back to udev's queue).
-    pub fn load() -> Option<Aliases> {
+    /// The running kernel's, if this ramdisk has one (the text, or kmod's index where only
+    /// that was kept); None otherwise (the caller then falls back to udev's queue). Nothing
+    /// is read yet.
+    pub fn find() -> Option<Aliases> {
         let release = read_bounded(Path::new("/proc/sys/kernel/osrelease"), 256)?;
-        let p = Path::new("/lib/modules").join(release.trim()).join("modules.alias");
-        read_bounded(&p, MAX_ALIASES).map(|t| Aliases::parse(&t))
+        let dir = Path::new("/lib/modules").join(release.trim());
+        ["modules.alias", "modules.alias.bin"]
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file())
+            .map(|p| Aliases { path: Some(p), text: None, cache: HashMap::new() })
     }
 
-    /// The modules whose patterns match `modalias` (kmod loads them all).
+    /// Over a given text (tests, fuzzing).
+    pub fn from_text(text: &str) -> Aliases {
+        Aliases { path: None, text: Some(text.to_string()), cache: HashMap::new() }
+    }
+
+    /// The modules whose patterns match `modalias`.
     pub fn modules_for(&mut self, modalias: &str) -> Vec<String> {
         if let Some(m) = self.cache.get(modalias) {
             return m.clone();
         }
-        let mut m: Vec<String> = Vec::new();
-        for a in self.lines.iter().filter(|a| modalias.starts_with(a.literal.as_str()) && a.pattern.matches(modalias)) {
-            if !m.contains(&a.module) {
-                m.push(a.module.clone());
-            }
-        }
+        // Unreadable: no module is known to be on its way.
+        let path = self.path.as_deref();
+        let text = self.text.get_or_insert_with(|| path.and_then(read_aliases).unwrap_or_default());
+        let m = matching(text, modalias);
         if self.cache.len() < MAX_CACHED {
             self.cache.insert(modalias.to_string(), m.clone());
         }
         m
     }
+}
+
+/// `modules.alias`, or the lines of `modules.alias.bin`, bounded.
+fn read_aliases(p: &Path) -> Option<String> {
+    if p.extension().is_some_and(|e| e == "bin") {
+        let mut b = Vec::new();
+        fs::File::open(p).ok()?.take(MAX_ALIASES).read_to_end(&mut b).ok()?;
+        return alias_index_lines(&b);
+    }
+    read_bounded(p, MAX_ALIASES)
 }
 
 /// Storage devices without a driver that a module here would drive and that is not
@@ -208,8 +321,9 @@ alias pci:v[ bad
 
     #[test]
     fn aliases_match_as_kmod_does() {
-        let mut a = Aliases::parse(ALIASES);
-        assert_eq!(a.lines.len(), 7, "other buses, malformed lines and bad patterns are skipped");
+        let mut a = Aliases::from_text(ALIASES);
+        assert!(matching(ALIASES, "pci:v[").is_empty(), "a bad pattern matches nothing");
+        assert!(matching(ALIASES, "broken").is_empty(), "nor does a line without a module");
         assert_eq!(a.modules_for("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"), ["ahci"]);
         assert_eq!(a.modules_for("virtio:d00000002v00001AF4"), ["virtio_blk"]);
         assert_eq!(a.modules_for("usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00"), ["usb_storage", "uas"]);
@@ -217,6 +331,60 @@ alias pci:v[ bad
         // Answers are remembered.
         assert_eq!(a.modules_for("virtio:d00000002v00001AF4"), ["virtio_blk"]);
         assert_eq!(a.cache.len(), 4);
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/modules").join(name)).unwrap()
+    }
+
+    fn sorted_lines(text: &str) -> Vec<String> {
+        let mut v: Vec<String> = text.lines().filter(|l| l.starts_with("alias ")).map(normalize).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn kmods_index_holds_the_same_aliases_as_its_text() {
+        let text = String::from_utf8(fixture("modules.alias")).unwrap();
+        let index = alias_index_lines(&fixture("modules.alias.bin")).unwrap();
+        let (a, b) = (sorted_lines(&text), sorted_lines(&index));
+        assert!(a.len() > 900, "{}", a.len());
+        let only_text: Vec<_> = a.iter().filter(|l| !b.contains(l)).take(5).collect();
+        let only_index: Vec<_> = b.iter().filter(|l| !a.contains(l)).take(5).collect();
+        assert!(only_text.is_empty() && only_index.is_empty(), "text only: {only_text:?}, index only: {only_index:?}");
+        assert_eq!(a.len(), b.len());
+        // And they answer alike.
+        let ahci = "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01";
+        assert_eq!(matching(&index, ahci), ["ahci"]);
+        assert_eq!(matching(&text, "virtio:d00000002v00001AF4"), ["virtio_blk"]);
+        assert_eq!(matching(&index, "virtio:d00000002v00001AF4"), ["virtio_blk"]);
+        // The index keeps keys with `-` as `_`, as kmod compares them.
+        assert_eq!(matching(&index, "scsi:t-0x00"), ["sd_mod"]);
+        assert_eq!(matching(&text, "scsi:t-0x00"), ["sd_mod"]);
+    }
+
+    #[test]
+    fn a_damaged_index_is_no_answer_or_a_short_one_never_a_panic() {
+        let bin = fixture("modules.alias.bin");
+        assert_eq!(alias_index_lines(b"not an index"), None);
+        assert_eq!(alias_index_lines(&[]), None);
+        let full = alias_index_lines(&bin).unwrap().len();
+        for cut in [12, 100, 4096, bin.len() / 2, bin.len() - 1] {
+            assert!(alias_index_lines(&bin[..cut]).map_or(0, |s| s.len()) <= full);
+        }
+        let mut flipped = bin.clone();
+        for i in (12..flipped.len()).step_by(97) {
+            flipped[i] ^= 0x5a;
+        }
+        let _ = alias_index_lines(&flipped);
+        // A node that points at itself is visited a bounded number of times.
+        let mut lo = Vec::new();
+        lo.extend_from_slice(&INDEX_MAGIC.to_be_bytes());
+        lo.extend_from_slice(&0x0002_0001u32.to_be_bytes());
+        lo.extend_from_slice(&(NODE_CHILDS | 12).to_be_bytes());
+        lo.extend_from_slice(&[b'a', b'a']);
+        lo.extend_from_slice(&(NODE_CHILDS | 12).to_be_bytes());
+        assert_eq!(alias_index_lines(&lo).as_deref(), Some(""));
     }
 
     struct Tree(PathBuf);
@@ -257,7 +425,7 @@ alias pci:v[ bad
         fs::write(t.0.join("class/nvme/nvme0/state"), "connecting\n").unwrap();
         fs::create_dir_all(t.0.join("class/nvme/nvme1")).unwrap();
         fs::write(t.0.join("class/nvme/nvme1/state"), "live\n").unwrap();
-        let mut a = Aliases::parse(ALIASES);
+        let mut a = Aliases::from_text(ALIASES);
         let keys = |loaded: &[&str], a: &mut Aliases| -> Vec<String> {
             let loaded = loaded.iter().map(|s| s.to_string()).collect();
             in_flight(&t.0, &loaded, a).into_iter().map(|s| s.key).collect()
@@ -271,13 +439,13 @@ alias pci:v[ bad
 
     #[test]
     fn absent_and_garbage_trees_are_nothing() {
-        let mut a = Aliases::parse(ALIASES);
+        let mut a = Aliases::from_text(ALIASES);
         assert!(in_flight(Path::new("/nonexistent/zroam-drivers"), &BTreeSet::new(), &mut a).is_empty());
         let t = Tree::new("garbage");
         t.device("pci", "x", &"\u{ff}".repeat(10_000), false);
         fs::create_dir_all(t.0.join("class/nvme/nvme0/state")).unwrap();
         assert!(in_flight(&t.0, &BTreeSet::new(), &mut a).is_empty());
-        let mut empty = Aliases::parse("\0\0\nalias\nalias a b c d\n");
+        let mut empty = Aliases::from_text("\0\0\nalias\nalias a b c d\n");
         assert!(empty.modules_for("pci:v00008086").is_empty());
     }
 }
