@@ -159,3 +159,29 @@ pub fn keys(data: &[u8]) {
         }
     }
 }
+
+/// Target `modalias`. kmod's alias index (`modules.alias.bin`) or its text, as `sys::drivers`
+/// reads them from a ramdisk, and a modalias matched against them (the first byte picks the
+/// form, the second how long the modalias is, taken from the end). Whatever the bytes: no
+/// panic, lines of the text's shape with keys within the walk's bound, matches that are
+/// module names.
+pub fn modalias(data: &[u8]) {
+    use crate::sys::drivers;
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&n, rest)) = rest.split_first() else { return };
+    let (body, alias) = rest.split_at(rest.len().saturating_sub(usize::from(n)));
+    let alias = String::from_utf8_lossy(alias);
+    let text = if mode % 2 == 0 {
+        let Some(t) = drivers::alias_index_lines(body) else { return };
+        for line in t.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            assert!(f.len() >= 3 && f[0] == "alias" && f[1].len() <= drivers::MAX_KEY, "{line:?}");
+        }
+        t
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
+    for m in drivers::matching(&text, &alias) {
+        assert!(!m.is_empty() && !m.contains(char::is_whitespace), "{m:?}");
+    }
+}

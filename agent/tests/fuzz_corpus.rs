@@ -172,3 +172,8 @@ fn espset() {
 fn keys() {
     replay("keys", zroam::fuzzing::keys);
 }
+
+#[test]
+fn modalias() {
+    replay("modalias", zroam::fuzzing::modalias);
+}

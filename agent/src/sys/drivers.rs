@@ -112,7 +112,7 @@ const NODE_CHILDS: u32 = 0x2000_0000;
 const NODE_MASK: u32 = 0x0FFF_FFFF;
 /// Most nodes visited and longest key rebuilt in one index.
 const MAX_NODES: usize = 1 << 20;
-const MAX_KEY: usize = 4096;
+pub const MAX_KEY: usize = 4096;
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
@@ -194,11 +194,11 @@ impl Aliases {
     pub fn find() -> Option<Aliases> {
         let release = read_bounded(Path::new("/proc/sys/kernel/osrelease"), 256)?;
         let dir = Path::new("/lib/modules").join(release.trim());
-        ["modules.alias", "modules.alias.bin"]
-            .iter()
-            .map(|f| dir.join(f))
-            .find(|p| p.is_file())
-            .map(|p| Aliases { path: Some(p), text: None, cache: HashMap::new() })
+        ["modules.alias", "modules.alias.bin"].iter().map(|f| dir.join(f)).find(|p| p.is_file()).map(|p| Aliases {
+            path: Some(p),
+            text: None,
+            cache: HashMap::new(),
+        })
     }
 
     /// Over a given text (tests, fuzzing).
@@ -382,7 +382,7 @@ alias pci:v[ bad
         lo.extend_from_slice(&INDEX_MAGIC.to_be_bytes());
         lo.extend_from_slice(&0x0002_0001u32.to_be_bytes());
         lo.extend_from_slice(&(NODE_CHILDS | 12).to_be_bytes());
-        lo.extend_from_slice(&[b'a', b'a']);
+        lo.extend_from_slice(b"aa");
         lo.extend_from_slice(&(NODE_CHILDS | 12).to_be_bytes());
         assert_eq!(alias_index_lines(&lo).as_deref(), Some(""));
     }
