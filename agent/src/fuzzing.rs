@@ -175,7 +175,7 @@ pub fn modalias(data: &[u8]) {
         let Some(t) = drivers::alias_index_lines(body) else { return };
         for line in t.lines() {
             let f: Vec<&str> = line.split(' ').collect();
-            assert!(f.len() >= 3 && f[0] == "alias" && f[1].len() <= drivers::MAX_KEY, "{line:?}");
+            assert!(f.len() == 3 && f[0] == "alias" && !f[1].is_empty() && f[1].len() <= drivers::MAX_KEY && !f[2].is_empty(), "{line:?}");
         }
         t
     } else {

@@ -124,56 +124,90 @@ fn cstr(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
     Some((&rest[..n], at + n + 1))
 }
 
+/// A node of kmod's index whose children are being walked: where their offsets start, the
+/// first one's character, how many, the next to visit, the node's own offset (children lie
+/// below it) and the length of its key (prefix included).
+struct Frame {
+    childs_at: usize,
+    first: u8,
+    count: usize,
+    next: usize,
+    offset: usize,
+    key_len: usize,
+}
+
+/// Reads the node at `off` (flags in its top bits): adds its prefix to `key`, writes its
+/// values as lines to `out`, and returns its children to walk, if it has any.
+fn index_node(b: &[u8], off: u32, key: &mut Vec<u8>, out: &mut String) -> Option<Frame> {
+    let offset = (off & NODE_MASK) as usize;
+    let mut at = offset;
+    if off & NODE_PREFIX != 0 {
+        let (prefix, next) = cstr(b, at)?;
+        if key.len() + prefix.len() > MAX_KEY {
+            return None;
+        }
+        key.extend_from_slice(prefix);
+        at = next;
+    }
+    let mut frame = None;
+    if off & NODE_CHILDS != 0 {
+        let (&first, &last) = (b.get(at)?, b.get(at + 1)?);
+        let count = usize::from(last.checked_sub(first)?) + 1;
+        frame = Some(Frame { childs_at: at + 2, first, count, next: 0, offset, key_len: key.len() });
+        at += 2 + 4 * count;
+    }
+    if off & NODE_VALUES != 0 {
+        let count = be32(b, at)?;
+        at += 4;
+        // A key or name that is empty or holds a space or a control character is not one
+        // kmod wrote (and would break the line it becomes).
+        let word = |w: &[u8]| !w.is_empty() && w.iter().all(|&c| c > b' ' && c != 0x7f);
+        for _ in 0..count.min(1024) {
+            // Each value: a priority, then the module's name.
+            let Some((module, next)) = cstr(b, at + 4) else { break };
+            at = next;
+            if let (true, true, Ok(k), Ok(m)) = (word(key), word(module), std::str::from_utf8(key), std::str::from_utf8(module)) {
+                out.push_str(&format!("alias {k} {m}\n"));
+            }
+        }
+    }
+    frame
+}
+
 /// Pure: kmod's `modules.alias.bin` as the `alias PATTERN MODULE` lines of the text file it
 /// is built beside (in no particular order), for images that keep only the index
-/// (mkinitcpio). None when it is not such an index; a damaged node ends its branch. Every
-/// offset is checked, nodes visited and key lengths are bounded, and the walk keeps its own
-/// stack.
+/// (mkinitcpio). None when it is not such an index; a damaged node ends its branch. depmod
+/// writes a node's children before the node, so a child's offset must lie below its
+/// parent's: the walk cannot loop. Each level adds a character to a key of at most
+/// `MAX_KEY`, so one key buffer and at most `MAX_KEY` frames are all it holds; the nodes
+/// visited and the text written are bounded too.
 pub fn alias_index_lines(b: &[u8]) -> Option<String> {
     if be32(b, 0)? != INDEX_MAGIC || be32(b, 4)? >> 16 != INDEX_MAJOR {
         return None;
     }
     let mut out = String::new();
-    let mut stack: Vec<(u32, Vec<u8>)> = vec![(be32(b, 8)?, Vec::new())];
-    let mut visited = 0;
-    while let Some((off, mut key)) = stack.pop() {
-        visited += 1;
-        if visited > MAX_NODES || out.len() as u64 > MAX_ALIASES {
-            break;
-        }
-        let mut at = (off & NODE_MASK) as usize;
-        if off & NODE_PREFIX != 0 {
-            let Some((prefix, next)) = cstr(b, at) else { continue };
-            key.extend_from_slice(prefix);
-            at = next;
-        }
-        if key.len() > MAX_KEY {
+    let mut key = Vec::new();
+    let mut stack: Vec<Frame> = index_node(b, be32(b, 8)?, &mut key, &mut out).into_iter().collect();
+    let mut visited = 1;
+    while let Some(f) = stack.last_mut() {
+        if f.next >= f.count || visited >= MAX_NODES || out.len() as u64 > MAX_ALIASES {
+            stack.pop();
             continue;
         }
-        if off & NODE_CHILDS != 0 {
-            let (Some(&first), Some(&last)) = (b.get(at), b.get(at + 1)) else { continue };
-            at += 2;
-            for (i, ch) in (first..=last).enumerate() {
-                let Some(child) = be32(b, at + 4 * i) else { break };
-                if child != 0 {
-                    let mut k = key.clone();
-                    k.push(ch);
-                    stack.push((child, k));
-                }
-            }
-            at += 4 * (usize::from(last.saturating_sub(first)) + 1);
+        let i = f.next;
+        f.next += 1;
+        let (Some(child), Ok(ch)) = (be32(b, f.childs_at + 4 * i), u8::try_from(usize::from(f.first) + i)) else {
+            stack.pop();
+            continue;
+        };
+        if child == 0 || (child & NODE_MASK) as usize >= f.offset || f.key_len >= MAX_KEY {
+            continue;
         }
-        if off & NODE_VALUES != 0 {
-            let Some(count) = be32(b, at) else { continue };
-            at += 4;
-            for _ in 0..count.min(1024) {
-                // Each value: a priority, then the module's name.
-                let Some((module, next)) = cstr(b, at + 4) else { break };
-                at = next;
-                if let (Ok(k), Ok(m)) = (std::str::from_utf8(&key), std::str::from_utf8(module)) {
-                    out.push_str(&format!("alias {k} {m}\n"));
-                }
-            }
+        visited += 1;
+        key.truncate(f.key_len);
+        key.push(ch);
+        if let Some(frame) = index_node(b, child, &mut key, &mut out) {
+            stack.push(frame);
         }
     }
     Some(out)
@@ -377,7 +411,7 @@ alias pci:v[ bad
             flipped[i] ^= 0x5a;
         }
         let _ = alias_index_lines(&flipped);
-        // A node that points at itself is visited a bounded number of times.
+        // A node that points at itself (or above) is not followed.
         let mut lo = Vec::new();
         lo.extend_from_slice(&INDEX_MAGIC.to_be_bytes());
         lo.extend_from_slice(&0x0002_0001u32.to_be_bytes());
@@ -385,6 +419,27 @@ alias pci:v[ bad
         lo.extend_from_slice(b"aa");
         lo.extend_from_slice(&(NODE_CHILDS | 12).to_be_bytes());
         assert_eq!(alias_index_lines(&lo).as_deref(), Some(""));
+        // Nodes shared by many parents (each level's two children are the level below):
+        // 2^40 paths, walked within the bounds on nodes and text.
+        let mut dag = Vec::new();
+        dag.extend_from_slice(&INDEX_MAGIC.to_be_bytes());
+        dag.extend_from_slice(&0x0002_0001u32.to_be_bytes());
+        dag.extend_from_slice(&[0; 4]);
+        let leaf = dag.len() as u32;
+        dag.extend_from_slice(&1u32.to_be_bytes());
+        dag.extend_from_slice(&[0, 0, 0, 0, b'm', 0]);
+        let mut below = NODE_VALUES | leaf;
+        for _ in 0..40 {
+            let at = dag.len() as u32;
+            dag.extend_from_slice(b"ab");
+            dag.extend_from_slice(&below.to_be_bytes());
+            dag.extend_from_slice(&below.to_be_bytes());
+            below = NODE_CHILDS | at;
+        }
+        dag[8..12].copy_from_slice(&below.to_be_bytes());
+        let text = alias_index_lines(&dag).unwrap();
+        assert!(text.len() as u64 <= MAX_ALIASES + 128 && text.lines().count() < MAX_NODES, "{}", text.len());
+        assert!(text.starts_with("alias aaaa"), "{}", &text[..60]);
     }
 
     struct Tree(PathBuf);
