@@ -18,7 +18,7 @@
 //! source of all of it, the ramdisk of `modules.alias`.
 
 use super::modules;
-use super::scan::{Scan, MAX_ENTRIES, SCAN_BOUND};
+use super::scan::{self, Scan, MAX_ENTRIES, SCAN_BOUND};
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::Read;
@@ -289,13 +289,11 @@ pub fn in_flight(sys: &Path, loaded: &BTreeSet<String>, aliases: &mut Aliases) -
             }
             let module = modules.join(", ");
             let name = e.file_name().to_string_lossy().into_owned();
-            out.push(Scan {
-                key: format!("driver {bus} {name}"),
-                why: format!("{bus} device {name} has no driver yet ({module} is to be loaded)"),
-                observed: true,
-                bound: SCAN_BOUND,
-                node: None,
-            });
+            out.push(scan::observed(
+                format!("driver {bus} {name}"),
+                format!("{bus} device {name} has no driver yet ({module} is to be loaded)"),
+                SCAN_BOUND,
+            ));
         }
     }
     let nvme = sys.join("class/nvme");
@@ -305,13 +303,7 @@ pub fn in_flight(sys: &Path, loaded: &BTreeSet<String>, aliases: &mut Aliases) -
             let state = state.trim();
             if matches!(state, "new" | "connecting" | "resetting") {
                 let name = e.file_name().to_string_lossy().into_owned();
-                out.push(Scan {
-                    key: format!("nvme {name}"),
-                    why: format!("NVMe controller {name} is being set up ({state})"),
-                    observed: true,
-                    bound: SCAN_BOUND,
-                    node: None,
-                });
+                out.push(scan::observed(format!("nvme {name}"), format!("NVMe controller {name} is being set up ({state})"), SCAN_BOUND));
             }
         }
     }

@@ -66,7 +66,8 @@ pub struct Scan {
     pub node: Option<PathBuf>,
 }
 
-fn observed(key: String, why: String, bound: Duration) -> Scan {
+/// A scan the kernel shows in flight.
+pub fn observed(key: String, why: String, bound: Duration) -> Scan {
     Scan { key, why, observed: true, bound, node: None }
 }
 
