@@ -7,15 +7,15 @@
 //!   probes it started (libata's ports, SCSI hosts), so the disks behind it are not all
 //!   there yet. zfs and its own modules are not counted: zroam waits for them on its own.
 //! - a device on a storage bus (`modules::storage_alias`) with no driver bound, which a
-//!   module of this ramdisk would drive (its alias matches `modules.alias`), none of which
-//!   is loaded yet: udev (or zroam) is about to load them. A device no module here can
+//!   module of this ramdisk would drive (its alias matches `modules.alias`, or kmod's index
+//!   of it), none of which is loaded yet: udev (or zroam) is about to load them. A device no module here can
 //!   drive is not waited for; one whose module loaded and did not bind it has had its
 //!   chance.
 //! - an NVMe controller being set up (`state` new, connecting or resetting): its
 //!   namespaces appear after it is live.
 //!
-//! The text inputs are parsed by pure functions with bounded reads; the kernel is the
-//! source of all of it, the ramdisk of `modules.alias`.
+//! The inputs are parsed by pure functions with bounded reads: the kernel is the source of
+//! all of them but the module aliases, which are the ramdisk's own.
 
 use super::modules;
 use super::scan::{self, Scan, MAX_ENTRIES, SCAN_BOUND};
