@@ -10,9 +10,10 @@ cache, not the probe. Each round drops the page cache before each tool and runs 
 order alternating (zroam first, then blkid first), so a trend in the machine's load falls on
 both alike. CPU is the child's user+sys (wait4's rusage), wall the monotonic time from spawn
 to reap, the kernel's share the child's system time, the bytes read the child's block input
-(rusage's inblock) and, from them, each tool's CPU per MiB read; the figures are medians, the ratios those of the medians (zroam /
-blkid). Both tools must have seen a ZFS label on every device (zroam's JSON: a chosen label copy; blkid:
-TYPE="zfs_member"), or the comparison means nothing and the run fails.
+(rusage's inblock) and, from them, each tool's CPU per MiB read; the figures are medians,
+the ratios those of the medians (zroam / blkid). Both tools must have seen a ZFS label on
+every device (zroam's JSON: a chosen label copy; blkid: TYPE="zfs_member"), or the
+comparison means nothing and the run fails.
 
 usage: probe_bench.py ZROAM_BINARY [--runs N] [--devices N] [--json FILE]
 """

@@ -73,8 +73,8 @@ pub struct Boot {
     /// When device discovery last went quiet: the storage-module loads we started finished,
     /// or udev's event queue drained (in a generator's image). Devices follow soon after.
     discovery_idle_since: Option<Instant>,
-    discovery_was_busy: bool,
-    /// What kept discovery busy at the last look (`decide::settle::Input::busy`).
+    /// What kept discovery busy at the last look (`decide::settle::Input::busy`); None when
+    /// it was idle.
     busy_why: Option<String>,
     /// This ramdisk's storage module aliases (`sys::drivers`), read at the first look; None
     /// inside when there are none, and then udev's queue says whether drivers still load.
@@ -115,7 +115,6 @@ impl Boot {
             sink,
             children: Vec::new(),
             discovery_idle_since: None,
-            discovery_was_busy: false,
             busy_why: None,
             aliases: None,
             modules_loaded: Default::default(),

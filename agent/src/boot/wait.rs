@@ -71,6 +71,7 @@ impl Boot {
     /// has events in flight, including every unrelated one).
     fn discovery_busy(&mut self) -> bool {
         self.children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+        let was_busy = self.busy_why.is_some();
         let (loaded, loading) = drivers::proc_modules().unwrap_or_default();
         self.modules_loaded = loaded;
         let known = self.aliases.get_or_insert_with(drivers::Aliases::find).is_some();
@@ -84,10 +85,9 @@ impl Boot {
             None
         };
         let busy = self.busy_why.is_some();
-        if self.discovery_was_busy && !busy {
+        if was_busy && !busy {
             self.discovery_idle_since = Some(Instant::now());
         }
-        self.discovery_was_busy = busy;
         busy
     }
 
@@ -300,7 +300,7 @@ impl Boot {
                     // coming.
                     let seen = *grace_from.get_or_insert(now);
                     let state = self.settle_state(first_pass, &rep);
-                    let busy = self.discovery_was_busy;
+                    let busy = self.busy_why.is_some();
                     let g = (seen.max(self.discovery_idle_since.unwrap_or(seen)) + cmd.grace).min(deadline);
                     let (pending, wake) = match state {
                         Settle::Settled { why: s, .. } => {

@@ -40,11 +40,6 @@ fn read_bounded(p: &Path, max: u64) -> Option<String> {
     Some(s)
 }
 
-/// A module's name as the kernel keeps it (`usb-storage` is `usb_storage`).
-fn norm(name: &str) -> String {
-    name.replace('-', "_")
-}
-
 /// Pure: /proc/modules into the modules loaded (any state) and those still initialising.
 pub fn parse_proc_modules(text: &str) -> (BTreeSet<String>, Vec<String>) {
     let mut loaded = BTreeSet::new();
@@ -52,7 +47,7 @@ pub fn parse_proc_modules(text: &str) -> (BTreeSet<String>, Vec<String>) {
     for line in text.lines().take(4 * MAX_ENTRIES) {
         let f: Vec<&str> = line.split_whitespace().take(5).collect();
         let [name, _, _, _, state] = f[..] else { continue };
-        let name = norm(name);
+        let name = normalize(name);
         if state == "Loading" && !OWN.contains(&name.as_str()) {
             loading.push(name.clone());
         }
@@ -61,7 +56,8 @@ pub fn parse_proc_modules(text: &str) -> (BTreeSet<String>, Vec<String>) {
     (loaded, loading)
 }
 
-/// An alias as kmod compares it: `-` is `_` outside brackets (its index stores keys so).
+/// An alias or a module's name as kmod compares them: `-` is `_` outside brackets (its
+/// index stores keys so, and the kernel names `usb-storage` `usb_storage`).
 fn normalize(alias: &str) -> String {
     let mut in_brackets = false;
     alias
@@ -95,7 +91,7 @@ pub fn matching(text: &str, modalias: &str) -> Vec<String> {
         if !modalias.starts_with(literal) || !glob::Pattern::new(pat).is_ok_and(|p| p.matches(modalias)) {
             continue;
         }
-        let module = norm(module);
+        let module = normalize(module);
         if !out.contains(&module) {
             out.push(module);
         }
@@ -278,12 +274,11 @@ pub fn in_flight(sys: &Path, loaded: &BTreeSet<String>, aliases: &mut Aliases) -
             if fs::symlink_metadata(p.join("driver")).is_ok() {
                 continue;
             }
-            let Some(alias) = read_bounded(&p.join("modalias"), 4096) else { continue };
-            let alias = alias.trim();
-            if !modules::storage_alias(alias) {
+            let Some(alias) = scan::attr(&p.join("modalias")) else { continue };
+            if !modules::storage_alias(&alias) {
                 continue;
             }
-            let modules = aliases.modules_for(alias);
+            let modules = aliases.modules_for(&alias);
             if modules.is_empty() || modules.iter().any(|m| loaded.contains(m)) {
                 continue;
             }

@@ -1,6 +1,7 @@
 //! Thin wrappers over the kernel and helper programs: processes with bounds, kernel
-//! modules, uevents, the storage scans and drivers still in flight, udev's database, EFI variables, the
-//! hostid, zfs module parameters, the console log, a terminal's mode while asking.
+//! modules, uevents, the storage scans and drivers still in flight, udev's database, EFI
+//! variables, the hostid, zfs module parameters, the console log, a terminal's mode while
+//! asking.
 
 pub mod confine;
 pub mod console;

@@ -90,7 +90,8 @@ pub fn plausible_age(age: Option<Duration>, uptime: Option<Duration>) -> Option<
     age.filter(|a| uptime.is_some_and(|u| *a <= u))
 }
 
-fn attr(p: &Path) -> Option<String> {
+/// A sysfs attribute, trimmed, at most `MAX_ATTR` bytes read; None when absent or empty.
+pub fn attr(p: &Path) -> Option<String> {
     let f = fs::File::open(p).ok()?;
     let mut s = String::new();
     f.take(MAX_ATTR).read_to_string(&mut s).ok()?;
