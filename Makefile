@@ -13,7 +13,7 @@ FUZZ_ENV := RUSTC_BOOTSTRAP=1
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: install uninstall deb all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp lab-debian demo demo-probe bench bench-probe fuzz fixtures clean
+.PHONY: install uninstall deb all build man setup toolchain lint check unit binary fuzz-regress lab-probe lab-boot lab-boot21 lab-image lab-be lab-gen lab-esp lab-debian demo demo-probe bench bench-probe fuzz fixtures clean
 
 all: build
 
@@ -39,7 +39,7 @@ setup:
 toolchain:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-check: build setup lint unit binary lab-probe lab-boot lab-boot21 lab-be lab-gen lab-esp lab-debian
+check: build setup lint unit binary lab-probe lab-boot lab-boot21 lab-image lab-be lab-gen lab-esp lab-debian
 
 # Formatting, clippy (warnings are errors) and shellcheck over every shell file of the
 # generators and the lab. Each file names its dialect (shebang or `# shellcheck shell=`)
@@ -77,7 +77,8 @@ fuzz-regress:
 lab-probe: build setup
 	python3 tests/lab/probe_loop.py $(BIN)
 
-# Real boots under QEMU: zroam as the ramdisk's /init, every scenario of tests/lab/boot_lab.py.
+# Real boots under QEMU: zroam as the ramdisk's /init (the ramdisk `zroam image` builds),
+# every scenario of tests/lab/boot_lab.py.
 lab-boot: build setup
 	python3 tests/lab/boot_lab.py $(BIN) $(SCENARIOS)
 
@@ -86,6 +87,12 @@ lab-boot: build setup
 # (tests/lab/zfs21.sh builds that row once: about 10 minutes of compiling).
 lab-boot21: build setup
 	LAB_ROW=zfs21 python3 tests/lab/boot_lab.py $(BIN) $(SCENARIOS)
+
+# `zroam image` as users run it (tests/lab/image_lab.py): the same bytes twice, and its EFI
+# image on a stick's ESP booted by OVMF with no boot entry beside a machine's own rpool on
+# SATA, NVMe and virtio. (lab-boot boots its ramdisk in every scenario.)
+lab-image: build setup
+	python3 tests/lab/image_lab.py $(BIN) $(IMAGE_SCENARIOS)
 
 # Boot environments and pool guards: snapshots, rollbacks, the menu, the other tools'
 # spellings, hibernation, checkpoints, zroam be (tests/lab/be_lab.py; LAB_JOBS at a time).
@@ -148,7 +155,8 @@ clean:
 	cargo clean
 
 # The binary, each generator's module where that generator looks for it, and the install
-# helper the three modules share (they find it from their own paths: PREFIX/lib/zroam).
+# helper the three modules share (they find it from their own paths: PREFIX/lib/zroam),
+# with `zroam image`'s program beside it (zroam runs it from there).
 # The ESP sync hooks go where their callers look, whatever PREFIX is: kernel-install reads
 # only /etc/kernel/install.d and /usr/lib/kernel/install.d, update-initramfs only
 # /etc/initramfs/post-update.d, mkinitcpio /etc/initcpio/post and /usr/lib/initcpio/post.
@@ -168,6 +176,7 @@ install: build man
 	install -D -m 0644 target/man/zroam.8 $(DESTDIR)$(PREFIX)/share/man/man8/zroam.8
 	install -D -m 0644 target/man/zroam-boot.7 $(DESTDIR)$(PREFIX)/share/man/man7/zroam-boot.7
 	install -D -m 0644 initramfs-tools/share/zroam-install.sh $(DESTDIR)$(PREFIX)/lib/zroam/zroam-install.sh
+	install -D -m 0755 $(dir $(BIN))zroam-image $(DESTDIR)$(PREFIX)/lib/zroam/zroam-image
 	install -d $(DESTDIR)$(PREFIX)/share/zroam/key.d
 	install -m 0755 initramfs-tools/share/key.d/* $(DESTDIR)$(PREFIX)/share/zroam/key.d/
 	install -d $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90zroam

@@ -76,7 +76,7 @@ def main():
     boot7 = read("docs/man/zroam-boot.7.scd")
     man = man_terms(boot7, "KERNEL COMMAND LINE") | man_terms(boot7, "OTHER TOOLS' SPELLINGS")
     bad = compare("kernel parameters", parser=src, readme=doc, man=man)
-    subs = set(re.findall(r'^\s*"([a-z]+)" => (?:return )?[a-z]+::run', read("agent/src/cli/mod.rs"), flags=re.M))
+    subs = set(re.findall(r'^\s*"([a-z]+)" => (?:return )?[a-z]+::(?:run|dispatch)', read("agent/src/cli/mod.rs"), flags=re.M))
     cmds = {t.split()[0] for t in man_terms(read("docs/man/zroam.8.scd"), "COMMANDS")}
     bad |= compare("subcommands", dispatcher=subs, man=cmds)
     if not src or not subs:

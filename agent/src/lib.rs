@@ -19,6 +19,7 @@ pub mod decide;
 pub mod esp;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod image;
 pub mod keys;
 pub mod ondisk;
 pub mod probe;

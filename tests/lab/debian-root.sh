@@ -4,7 +4,8 @@
 # installs zroam's .deb into it, so the tree carries what a real ZFS-root system has and
 # nothing that zroam would bring: the kernel, udev, systemd as init, initramfs-tools,
 # OpenZFS's userland and its stock initramfs hook (the baseline), systemd-boot and the
-# FAT tools for the ESPs.
+# FAT tools for the ESPs, and binutils (objcopy: `zroam image` wraps a stick's kernel and
+# ramdisk into one EFI file with it).
 #
 # The tarball is cached as $ZROAM_LAB_CACHE/debian-root-<key>.tar, <key> being the first
 # 16 hex digits of this script's sha256: changing the recipe makes a new tarball, and a
@@ -171,7 +172,7 @@ in_root dpkg -i /tmp/zfs-modules-external.deb >&2
 in_root apt-get update >&2
 in_root apt-get install -y --no-install-recommends \
     linux-image-amd64 zfsutils-linux zfs-initramfs \
-    systemd-boot systemd-boot-efi cryptsetup-bin >&2
+    systemd-boot systemd-boot-efi cryptsetup-bin binutils >&2
 
 if in_root dpkg -s zfs-dkms >/dev/null 2>&1; then
     log "zfs-dkms got installed: the recipe is wrong"

@@ -8,11 +8,15 @@ and powers off).
 
 The scenarios are one system's life, in order, on the same two disks:
   1-in-place       both disks; the firmware boots the first; zroam syncs the second ESP;
-                   then, in that same running system, `dpkg -i` of the kernel that
-                   bookworm-security brings (and its zfs modules): kernel-install puts it on
-                   the mounted ESP and zroam's hooks copy it to the other one at once
-  2-usb-alone      the second disk alone, moved to USB: boots the new kernel, degraded,
-                   from its own ESP (what the hooks copied there)
+                   then, in that same running system, set up as a stick that boots
+                   anywhere (/etc/zroam/image.conf: esp=/boot/efi), `dpkg -i` of the kernel
+                   that bookworm-security brings (and its zfs modules): kernel-install puts
+                   it on the mounted ESP, zroam's hooks build the new kernel's EFI image
+                   (zroam image --hook) at EFI/BOOT/BOOTX64.EFI, keeping systemd-boot's copy
+                   there, and copy both to the other ESP at once
+  2-usb-alone      the second disk alone, moved to USB, with no boot entry: the firmware
+                   starts the EFI image the hooks built and copied there (zroam as the
+                   ramdisk's /init), which boots the new kernel, degraded
 One boot does both the first boot's checks and the update (a boot of this system under
 emulation is a minute and a half): the first disk's ESP is read after the VM has powered
 off, so the boot's own sync and the hooks' copy are checked together.
@@ -131,7 +135,7 @@ def up(lab, r, e, kver, members):
         check(r.target == "active", f"multi-user.target is {r.target}", e)
         check(r.kernel == kver, f"kernel {r.kernel}, expected {kver}", e)
     rep = r.report or {}
-    check(rep.get("outcome") == "mounted", f"zroam's report: outcome {rep.get('outcome')}", e)
+    check(rep.get("outcome") == r.expected_outcome, f"zroam's report: outcome {rep.get('outcome')}, expected {r.expected_outcome}", e)
     check(str((rep.get("pool") or {}).get("guid")) == lab.m["pool_guid"],
           f"imported pool {(rep.get('pool') or {}).get('guid')}, the system's is {lab.m['pool_guid']}", e)
     state = re.search(r"state:\s+(\S+)", r.pool)
@@ -166,6 +170,7 @@ def update_job(lab, upd):
         shutil.copy(os.path.join(upd, n), job)
     with open(os.path.join(job, "job.sh"), "w") as f:
         f.write("set +ex; rc=0; mountpoint -q /boot/efi || rc=99\n"
+                "mkdir -p /etc/zroam && echo esp=/boot/efi >/etc/zroam/image.conf\n"
                 "[ $rc = 0 ] && { { dpkg -i ./*.deb; echo \"dpkg rc=$?\"; } 2>&1 |\n"
                 "  while IFS= read -r l; do read -r up _ </proc/uptime; echo \"[$up] $l\"; done >update.log\n"
                 "  rc=$(sed -n 's/.*dpkg rc=//p' update.log); }\n"
@@ -184,13 +189,44 @@ def d1_in_place(lab, e):
     check("LAB: update rc=99" not in r.serial, "/boot/efi was not mounted: the update would not reach the ESP", e)
     check("LAB: update rc=0" in r.serial, "the kernel update inside the system failed (see its console)", e)
     # The boot's sync (the installed kernel, the loader) and the hooks' copy (the new one).
-    same_esps(lab, e, kernel_files(lab, lab.m["kver"]) + kernel_files(lab, upd_kver) + ["EFI/BOOT/BOOTX64.EFI"])
+    same_esps(lab, e, kernel_files(lab, lab.m["kver"]) + kernel_files(lab, upd_kver) +
+              ["EFI/BOOT/BOOTX64.EFI", "EFI/zroam/original.efi", "EFI/zroam/installed.sha256"])
+    # The stick's EFI image: the new kernel, the ramdisk zroam image built, the system's
+    # command line; systemd-boot's removable-media copy kept beside it.
+    t = {p.lower(): h for p, h in esp_lab.tree(lab.a).items()}
+    check(t.get("efi/zroam/original.efi") == t.get("efi/systemd/systemd-bootx64.efi", "?"),
+          "systemd-boot's EFI/BOOT/BOOTX64.EFI was not kept as EFI/zroam/original.efi", e)
+    uki = uki_sections(lab, lab.a)
+    check(uki.get("kver") == upd_kver, f"the EFI image's kernel is {uki.get('kver')}, expected {upd_kver}", e)
+    check("root=ZFS=rpool/ROOT/debian" in uki.get("cmdline", ""), f"the EFI image's command line: {uki.get('cmdline')!r}", e)
     r.note = update_times(r.serial) or r.note
     return r
 
 
+def uki_sections(lab, img):
+    """The EFI image at EFI/BOOT/BOOTX64.EFI of a disk's ESP: its kernel's version and its
+    command line."""
+    d = tempfile.mkdtemp(dir=lab.work)
+    spec, _, _ = esp_lab.esp_at(img)
+    esp_lab.mtools("mcopy", "-n", "-i", spec, "::/EFI/BOOT/BOOTX64.EFI", f"{d}/uki.efi")
+    out = {}
+    for sec in (".linux", ".cmdline"):
+        if subprocess.run(["objcopy", "-O", "binary", f"--only-section={sec}", f"{d}/uki.efi", f"{d}/{sec}"],
+                          capture_output=True).returncode == 0:
+            with open(f"{d}/{sec}", "rb") as f:
+                out[sec] = f.read()
+    k = out.get(".linux", b"")
+    if k[0x202:0x206] == b"HdrS":
+        at = int.from_bytes(k[0x20e:0x210], "little") + 0x200
+        out["kver"] = k[at:at + 256].split(b"\0")[0].split()[0].decode()
+    out["cmdline"] = out.get(".cmdline", b"").rstrip(b"\0").decode(errors="replace")
+    return out
+
+
 def d2_usb_alone(lab, e):
     r = lab.boot("d2", [(lab.b, "usb", 1)])
+    # zroam's own /init switched root itself: "booted", where Debian's ramdisk "mounted".
+    r.expected_outcome = "booted"
     up(lab, r, e, lab.update()[1], 1)
     return r
 

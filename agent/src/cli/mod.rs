@@ -4,6 +4,7 @@ mod ask;
 mod be;
 mod boot;
 mod esp;
+pub mod image;
 mod init;
 mod pin;
 mod plan;
@@ -14,7 +15,8 @@ mod unlock;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: zroam init | boot | preload | probe | plan | pin | status | unlock | ask | esp | be   (zroam --version)
+pub(crate) const USAGE: &str =
+    "usage: zroam init | boot | preload | probe | plan | pin | image | status | unlock | ask | esp | be   (zroam --version)
 
   init    PID 1 of a zroam ramdisk (also when run as /init): mount /proc /sys /dev /run,
           load storage and zfs modules, then boot; on failure, the report and a shell.
@@ -35,6 +37,16 @@ const USAGE: &str = "usage: zroam init | boot | preload | probe | plan | pin | s
   pin [--pool NAME|GUID] [--dev PATH]... [-o FILE]
           the root's identity for the ramdisk (/etc/zroam/root.pin): pool GUID, members,
           LUKS containers, ESPs; the pool of / unless --pool names another.
+  image [-o FILE] [--uki FILE] [--install-esp DIR] [--kver V] [--kernel FILE] [--host-only]
+        [--modules M,...] [--include PROG,...] [--luks|--no-luks] [--pin FILE] [--hostid HEX]
+        [--compress zstd|xz|gzip|none] [--cmdline STR] [--stub FILE] [--modules-root DIR]
+        [--zfs-root DIR] [--hook]
+          zroam's own ramdisk (zroam as /init) for kernel V from this system's files: zpool,
+          zfs, kmod, cryptsetup, busybox, the zfs modules and every storage, USB, MMC, NVMe
+          and virtio driver (--host-only: this machine's), the root pin, zroam.conf, the
+          hostid; the same inputs give the same bytes. --uki: with the kernel in one EFI
+          file; --install-esp: that file at DIR/EFI/BOOT/BOOTX64.EFI, the old one kept.
+          --hook: what /etc/zroam/image.conf says (the kernel hooks), else nothing.
   status [--json] [--timeline] [--svg FILE] [--report PATH]
           this boot's report (/run/zroam/report.json); --timeline charts its stages on
           one time axis, --svg writes that chart to FILE as an SVG image.
@@ -106,6 +118,7 @@ pub fn main() -> ExitCode {
         "esp" => esp::run(args),
         "be" => be::run(args),
         "pin" => pin::run(args),
+        "image" => return image::dispatch(args),
         "unlock" => unlock::run(args),
         "ask" => ask::run(args),
         other => {

@@ -231,6 +231,12 @@ impl Aliases {
         })
     }
 
+    /// Those of the modules in `dir` (another kernel's, when building its ramdisk).
+    pub fn at(dir: &Path) -> Aliases {
+        let path = ["modules.alias", "modules.alias.bin"].iter().map(|f| dir.join(f)).find(|p| p.is_file());
+        Aliases { path, text: None, cache: HashMap::new() }
+    }
+
     /// Over a given text (tests, fuzzing).
     pub fn from_text(text: &str) -> Aliases {
         Aliases { path: None, text: Some(text.to_string()), cache: HashMap::new() }

@@ -1,0 +1,124 @@
+//! Puts a unified kernel image at the removable-media path of an ESP,
+//! `EFI/BOOT/BOOTX64.EFI`, which any UEFI firmware boots with no boot entry. What was there
+//! is kept: the image zroam installed before as `EFI/zroam/previous.efi` (a fallback the
+//! firmware's boot-from-file menu can start), a file zroam did not write as
+//! `EFI/zroam/original.efi`, never overwritten. Each file is written beside its place and
+//! renamed over it, so a power cut leaves the old file or the new one.
+
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const BOOT: &str = "EFI/BOOT/BOOTX64.EFI";
+pub const PREVIOUS: &str = "EFI/zroam/previous.efi";
+pub const ORIGINAL: &str = "EFI/zroam/original.efi";
+/// The hash of the image zroam installed last: how it knows the file at `BOOT` is its own.
+pub const RECORD: &str = "EFI/zroam/installed.sha256";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Done {
+    /// Installed; the path where the file it replaced was kept, if there was one.
+    Installed { kept: Option<PathBuf> },
+    /// The same image was already there.
+    Unchanged,
+}
+
+fn hex(b: &[u8]) -> String {
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn put(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.zroam-new", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Is `dir` on a FAT file system (an ESP)?
+pub fn on_fat(dir: &Path) -> bool {
+    const MSDOS_SUPER_MAGIC: i64 = 0x4d44;
+    nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type().0 == MSDOS_SUPER_MAGIC)
+}
+
+/// Installs `image` on the ESP mounted at `esp`.
+pub fn install(esp: &Path, image: &[u8]) -> Result<Done, String> {
+    let boot = esp.join(BOOT);
+    let say = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    let new = hex(image);
+    let kept = match fs::read(&boot) {
+        Ok(cur) => {
+            let cur_hex = hex(&cur);
+            if cur_hex == new {
+                return Ok(Done::Unchanged);
+            }
+            let ours = fs::read_to_string(esp.join(RECORD)).is_ok_and(|r| r.trim() == cur_hex);
+            let keep = esp.join(if ours { PREVIOUS } else { ORIGINAL });
+            if !ours && keep.exists() {
+                return Err(format!(
+                    "{} was not written by zroam, and {} already keeps another file zroam did not write; move one of them away",
+                    boot.display(),
+                    keep.display()
+                ));
+            }
+            put(&keep, &cur).map_err(|e| say(&keep, e))?;
+            Some(keep)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(say(&boot, e)),
+    };
+    put(&boot, image).map_err(|e| say(&boot, e))?;
+    put(&esp.join(RECORD), format!("{new}\n").as_bytes()).map_err(|e| say(&esp.join(RECORD), e))?;
+    Ok(Done::Installed { kept })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn esp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("zroam-esp-install-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn keeps_the_previous_and_what_others_wrote() {
+        let d = esp("keep");
+        // A loader someone else put there is kept once, never overwritten.
+        fs::create_dir_all(d.join("EFI/BOOT")).unwrap();
+        fs::write(d.join(BOOT), b"shim").unwrap();
+        assert_eq!(install(&d, b"uki-1"), Ok(Done::Installed { kept: Some(d.join(ORIGINAL)) }));
+        assert_eq!(fs::read(d.join(BOOT)).unwrap(), b"uki-1");
+        assert_eq!(install(&d, b"uki-1"), Ok(Done::Unchanged));
+        assert_eq!(install(&d, b"uki-2"), Ok(Done::Installed { kept: Some(d.join(PREVIOUS)) }));
+        assert_eq!(install(&d, b"uki-3"), Ok(Done::Installed { kept: Some(d.join(PREVIOUS)) }));
+        assert_eq!(fs::read(d.join(PREVIOUS)).unwrap(), b"uki-2");
+        assert_eq!(fs::read(d.join(ORIGINAL)).unwrap(), b"shim");
+        // Another tool replaced zroam's image: kept would overwrite the original: refused,
+        // nothing changed.
+        fs::write(d.join(BOOT), b"grub").unwrap();
+        let e = install(&d, b"uki-4").unwrap_err();
+        assert!(e.contains("not written by zroam"), "{e}");
+        assert_eq!(fs::read(d.join(BOOT)).unwrap(), b"grub");
+        assert_eq!(fs::read(d.join(ORIGINAL)).unwrap(), b"shim");
+        let left: Vec<_> = fs::read_dir(d.join("EFI/zroam")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 3, "{left:?}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn first_install_on_an_empty_esp() {
+        let d = esp("empty");
+        assert_eq!(install(&d, b"uki"), Ok(Done::Installed { kept: None }));
+        assert_eq!(fs::read_to_string(d.join(RECORD)).unwrap().trim(), hex(b"uki"));
+        assert!(!on_fat(&d), "a temporary directory is not an ESP");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
