@@ -7,7 +7,7 @@ TARGET := x86_64-unknown-linux-gnu
 BIN := target/$(TARGET)/release/zroam
 export ZROAM_LAB_CACHE ?= /var/cache/zroam-lab
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS := nvlist label gpt espset keys modalias
+FUZZ_TARGETS := nvlist label gpt espset keys modalias image
 FUZZ_ENV := RUSTC_BOOTSTRAP=1
 
 PREFIX ?= /usr/local

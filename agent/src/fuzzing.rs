@@ -185,3 +185,42 @@ pub fn modalias(data: &[u8]) {
         assert!(!m.is_empty() && !m.contains(char::is_whitespace), "{m:?}");
     }
 }
+
+/// Target `image`. What `zroam image` reads from the build host: an EFI stub's PE headers
+/// (and the stamp written over objcopy's output), a kernel image's version, the text of
+/// modules.dep, modprobe's and ldd's answers, and `/etc/zroam/image.conf` (the first byte
+/// picks which). No panic; a stub's layout places sections after it, aligned; a stamped
+/// image reads back its time.
+pub fn image(data: &[u8]) {
+    use crate::image::{conf, select, uki};
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let text = String::from_utf8_lossy(rest);
+    match mode % 4 {
+        0 => {
+            if let Some(s) = uki::stub(rest) {
+                let a = uki::objcopy_args(&s, &[(".linux", "k", u32::MAX as u64)], "stub", "out");
+                assert_eq!(a.len(), 6);
+            }
+            let mut b = rest.to_vec();
+            if uki::stamp(&mut b, 0x1234_5678).is_some() {
+                assert_eq!(b.len(), rest.len());
+            }
+        }
+        1 => {
+            if let Some(v) = select::bzimage_version(rest) {
+                assert!(!v.is_empty() && !v.contains(char::is_whitespace));
+            }
+        }
+        2 => {
+            for (p, n) in select::listed(&text) {
+                assert!(!n.is_empty() && !n.contains('-'), "{p} {n}");
+            }
+            let _ = select::insmods(&text);
+            let _ = select::ldd_libs(&text);
+            let _ = select::compression(None, Some(&text));
+        }
+        _ => {
+            let _ = conf::parse(&text);
+        }
+    }
+}

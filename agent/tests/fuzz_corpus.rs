@@ -177,3 +177,8 @@ fn keys() {
 fn modalias() {
     replay("modalias", zroam::fuzzing::modalias);
 }
+
+#[test]
+fn image() {
+    replay("image", zroam::fuzzing::image);
+}

@@ -12,10 +12,9 @@ import re
 import struct
 import subprocess
 import sys
-import time
 import uuid
 
-from vmlab import OURS, Lab, between, booted, check, lab_args, refused, run_suite
+from vmlab import OURS, Lab, between, booted, check, refused, suite_main
 
 
 def mounts(r):
@@ -276,14 +275,5 @@ SCENARIOS = {
 }
 
 
-def main():
-    parsed = lab_args(__doc__)
-    if parsed is None:
-        return 2
-    binary, names = parsed
-    t0 = time.monotonic()
-    return run_suite("lab-be", Lab(binary), SCENARIOS, names, t0)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(suite_main(__doc__, "lab-be", Lab, SCENARIOS))

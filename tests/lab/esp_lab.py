@@ -11,10 +11,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
-from vmlab import (BASE_ARGS, BOOT_SETS, HERE, SHELL_CMD, Lab, between, booted, check, concat, extra_cpio, kernel, lab_args,
-                   part_geom, partuuid, run_suite)
+from vmlab import (BASE_ARGS, BOOT_SETS, HERE, SHELL_CMD, Lab, between, booted, check, concat, extra_cpio, kernel, part_geom,
+                   partuuid, suite_main)
 
 SDBOOT = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 # The ESP stage under emulation is many times slower than on hardware (hashing and copying
@@ -520,14 +519,5 @@ SCENARIOS = {
 ALONE = {"3-interrupted", "8-dual-boot", "10-throttled"}
 
 
-def main():
-    parsed = lab_args(__doc__)
-    if parsed is None:
-        return 2
-    binary, args = parsed
-    t0 = time.monotonic()
-    return run_suite("lab-esp", EspLab(binary), SCENARIOS, args, t0, alone=ALONE)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(suite_main(__doc__, "lab-esp", EspLab, SCENARIOS, alone=ALONE))

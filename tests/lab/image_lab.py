@@ -4,7 +4,8 @@ ramdisk is the boot lab's own (boot-initrd.sh builds it with `zroam image`), so 
 boot-lab scenario boots it; here:
 
 - building twice gives the same bytes, the ramdisk and the unified kernel image alike, and
-  the image holds what a portable root needs;
+  the image holds what a portable root needs (with --host-only, fewer modules but the
+  common storage drivers still);
 - the unified kernel image on a ZFS stick's ESP (at EFI/BOOT/BOOTX64.EFI, put there with
   mtools: the host has no FAT driver) boots under OVMF with empty variables (no boot entry)
   on machines whose own disks, on SATA, NVMe or virtio, hold a pool named rpool too: the
@@ -19,7 +20,7 @@ import sys
 import time
 
 from esp_lab import put
-from vmlab import BASE_ARGS, HERE, Lab, _guest, booted, check, kernel, lab_args, partuuid, run_suite, sh
+from vmlab import BASE_ARGS, HERE, Lab, _guest, booted, check, kernel, partuuid, sh, suite_main
 
 LIBDIR = os.path.join(HERE, "..", "..", "initramfs-tools", "share")
 # The stick's command line: the console the lab reads, and root=zfs:AUTO (the pin decides).
@@ -94,6 +95,13 @@ def s1_reproducible(lab, e):
     for drv in ["ahci", "nvme", "xhci-pci", "uas", "usb-storage", "virtio_blk", "sdhci-pci", "mmc_block", "usbhid", "vfat", "dm-crypt"]:
         check(any(n.startswith(f"{k}/kernel/") and n.endswith(f"/{drv}.ko") for n in names), f"the ramdisk lacks the {drv} module", e)
     check(not any("infiniband" in n for n in names), "the ramdisk carries NVMe over fabrics' RDMA stack", e)
+    # --host-only: this host's storage drivers and the common ones, not every bus's.
+    lab.image("-o", f"{w}/h.img", "--pin", pin, "--host-only")
+    host = set(sh("bash", "-c", f"zstd -dc {w}/h.img | cpio -t --quiet").split())
+    kos = lambda ns: {n for n in ns if n.endswith(".ko")}
+    check(kos(host) < kos(names), f"--host-only took {len(kos(host))} modules, not fewer than {len(kos(names))}", e)
+    for drv in ["zfs", "ahci", "nvme", "xhci-pci", "uas", "usb-storage", "virtio_blk", "vfat"]:
+        check(any(n.endswith(f"/{drv}.ko") for n in host), f"the --host-only ramdisk lacks the {drv} module", e)
     # The EFI image: systemd's stub with the four sections, the ramdisk's bytes in .initrd.
     heads = sh("objdump", "-h", f"{w}/r1.efi")
     for s in (".osrel", ".cmdline", ".initrd", ".linux"):
@@ -145,14 +153,5 @@ SCENARIOS = {
 }
 
 
-def main():
-    parsed = lab_args(__doc__)
-    if parsed is None:
-        return 2
-    binary, args = parsed
-    t0 = time.monotonic()
-    return run_suite("lab-image", ImageLab(binary), SCENARIOS, args, t0)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(suite_main(__doc__, "lab-image", ImageLab, SCENARIOS))

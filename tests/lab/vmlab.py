@@ -850,6 +850,17 @@ def run_suite(suite, lab, scenarios, names, t0, alone=()):
     return 1 if failed else 0
 
 
+def suite_main(doc, suite, make_lab, scenarios, alone=()):
+    """A suite's main: ZROAM_BINARY [SCENARIO...] (lab_args), the lab make_lab(binary)
+    builds, the named scenarios run (run_suite); the exit status."""
+    parsed = lab_args(doc)
+    if parsed is None:
+        return 2
+    binary, names = parsed
+    t0 = time.monotonic()
+    return run_suite(suite, make_lab(binary), scenarios, names, t0, alone=alone)
+
+
 def lab_args(doc):
     """ZROAM_BINARY [NAME...] from the command line, or None after printing the usage. Also
     makes a signal end the run cleanly (exit_on_signal)."""

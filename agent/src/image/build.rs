@@ -266,16 +266,17 @@ impl Builder<'_> {
             .any(|e| fs::read_to_string(e.path().join("dm/uuid")).is_ok_and(|u| u.starts_with("CRYPT-LUKS")));
         listed || open
     }
+}
 
-    /// The storage drivers of this machine: those whose aliases match its storage devices.
-    fn host_drivers(&self) -> Vec<String> {
-        let mut al = crate::sys::drivers::Aliases::at(&self.modules_dir());
-        let mut out = BTreeSet::new();
-        for a in crate::sys::modules::present_aliases(Path::new("/sys")) {
-            out.extend(al.modules_for(&a));
-        }
-        out.into_iter().collect()
+/// The storage drivers of the machine whose sysfs is at `sys`: the modules in `modules_dir`
+/// whose aliases match its storage devices' modaliases.
+fn host_drivers(sys: &Path, modules_dir: &Path) -> Vec<String> {
+    let mut al = crate::sys::drivers::Aliases::at(modules_dir);
+    let mut out = BTreeSet::new();
+    for a in crate::sys::modules::present_aliases(sys) {
+        out.extend(al.modules_for(&a));
     }
+    out.into_iter().collect()
 }
 
 /// Builds the ramdisk into `out` (written beside it, then renamed over it).
@@ -366,7 +367,7 @@ pub fn build(o: &Options, out: &Path) -> R<Built> {
         wanted.extend(luks_drivers);
     }
     if o.host_only {
-        wanted.extend(b.host_drivers());
+        wanted.extend(host_drivers(Path::new("/sys"), &b.modules_dir()));
         wanted.extend(["usbhid", "hid_generic"].map(String::from));
     }
     wanted.extend(o.modules.iter().cloned());
@@ -434,4 +435,32 @@ fn write_out(entries: Vec<Entry>, mtime: u32, c: Compress, path: &Path) -> R<u64
         return Err(format!("{} failed", argv[0]));
     }
     Ok(fs::metadata(path).map_err(|e| e.to_string())?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A machine with an AHCI controller and a NIC, and a kernel whose aliases name drivers
+    /// for both: only the storage driver is this machine's.
+    #[test]
+    fn host_only_takes_this_machines_storage_drivers() {
+        let root = Stage::new().unwrap();
+        let sys = root.0.join("sys");
+        for (dev, alias) in [
+            ("0000:00:1f.2", "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"),
+            ("0000:00:02.0", "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00"),
+        ] {
+            let d = sys.join("bus/pci/devices").join(dev);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("modalias"), alias).unwrap();
+        }
+        let mods = root.0.join("modules");
+        fs::create_dir_all(&mods).unwrap();
+        fs::write(mods.join("modules.alias"), "alias pci:v*d*sv*sd*bc01sc06i01* ahci\nalias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n")
+            .unwrap();
+        assert_eq!(host_drivers(&sys, &mods), ["ahci"]);
+        // A kernel without an alias index: nothing is known to drive them.
+        assert!(host_drivers(&sys, &root.0).is_empty());
+    }
 }

@@ -61,7 +61,7 @@ pub fn objcopy_args(s: &Stub, sections: &[(&str, &str, u64)], stub_path: &str, o
         a.push("--add-section".into());
         a.push(format!("{name}={file}"));
         a.push("--change-section-vma".into());
-        a.push(format!("{name}=0x{:x}", s.image_base + at));
+        a.push(format!("{name}=0x{:x}", s.image_base.saturating_add(at)));
         at = align(at + size.max(&1));
     }
     a.push(stub_path.into());
