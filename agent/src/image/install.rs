@@ -28,16 +28,27 @@ fn hex(b: &[u8]) -> String {
     Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn put(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Writes `data` beside `path` (a hidden name), synced; the caller renames it into place.
+fn stage(path: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{}.zroam-new", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
+    let written = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()
+    })();
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn sync_dir(p: &Path) -> std::io::Result<()> {
+    fs::File::open(p.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 /// Is `dir` on a FAT file system (an ESP)?
@@ -46,12 +57,22 @@ pub fn on_fat(dir: &Path) -> bool {
     nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type().0 == MSDOS_SUPER_MAGIC)
 }
 
-/// Installs `image` on the ESP mounted at `esp`.
+/// Installs `image` on the ESP mounted at `esp`. At most two images are on the ESP at any
+/// time (a stick's ESP may be small): zroam's older previous image goes first, then the new
+/// one is written beside `BOOTX64.EFI`, which is renamed to where it is kept, and the new
+/// one renamed into its place. `BOOTX64.EFI` is never missing.
 pub fn install(esp: &Path, image: &[u8]) -> Result<Done, String> {
     let boot = esp.join(BOOT);
-    let say = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    let say = |p: &Path, e: std::io::Error| {
+        let room = if e.raw_os_error() == Some(libc::ENOSPC) {
+            format!(" (the image is {:.1} MiB, and the one it replaces is kept beside it)", image.len() as f64 / (1 << 20) as f64)
+        } else {
+            String::new()
+        };
+        format!("{}: {e}{room}", p.display())
+    };
     let new = hex(image);
-    let kept = match fs::read(&boot) {
+    let keep = match fs::read(&boot) {
         Ok(cur) => {
             let cur_hex = hex(&cur);
             if cur_hex == new {
@@ -66,15 +87,40 @@ pub fn install(esp: &Path, image: &[u8]) -> Result<Done, String> {
                     keep.display()
                 ));
             }
-            put(&keep, &cur).map_err(|e| say(&keep, e))?;
+            if ours {
+                match fs::remove_file(&keep) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(say(&keep, e)),
+                    _ => {}
+                }
+            }
             Some(keep)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(say(&boot, e)),
     };
-    put(&boot, image).map_err(|e| say(&boot, e))?;
-    put(&esp.join(RECORD), format!("{new}\n").as_bytes()).map_err(|e| say(&esp.join(RECORD), e))?;
-    Ok(Done::Installed { kept })
+    let tmp = stage(&boot, image).map_err(|e| say(&boot, e))?;
+    let placed = (|| {
+        if let Some(k) = &keep {
+            fs::create_dir_all(k.parent().unwrap_or(esp)).map_err(|e| say(k, e))?;
+            fs::rename(&boot, k).map_err(|e| say(k, e))?;
+        }
+        if let Err(e) = fs::rename(&tmp, &boot) {
+            // Put the old one back rather than leave no loader at the path.
+            if let Some(k) = &keep {
+                let _ = fs::rename(k, &boot);
+            }
+            return Err(say(&boot, e));
+        }
+        sync_dir(&boot).map_err(|e| say(&boot, e))
+    })();
+    if let Err(e) = placed {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let record = esp.join(RECORD);
+    let rec = stage(&record, format!("{new}\n").as_bytes()).and_then(|t| fs::rename(t, &record));
+    rec.and_then(|_| sync_dir(&record)).map_err(|e| say(&record, e))?;
+    Ok(Done::Installed { kept: keep })
 }
 
 #[cfg(test)]
