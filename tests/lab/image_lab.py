@@ -8,8 +8,9 @@ boot-lab scenario boots it; here:
   common storage drivers still);
 - the unified kernel image on a ZFS stick's ESP (at EFI/BOOT/BOOTX64.EFI, put there with
   mtools: the host has no FAT driver) boots under OVMF with empty variables (no boot entry)
-  on machines whose own disks, on SATA, NVMe or virtio, hold a pool named rpool too: the
-  stick's root every time, and the machine's disks are left as they were.
+  on machines whose own disks, on SATA, NVMe or virtio, hold a pool named rpool too, twice
+  in a row on each: the stick's root every time, and the machine's disks are left as they
+  were.
 
 usage: image_lab.py ZROAM_BINARY [SCENARIO...]
 """
@@ -116,10 +117,10 @@ def s1_reproducible(lab, e):
                  f"built in {took:.1f} s; {h['r1.img'][:12]} twice")
 
 
-def internal_boot(bus, internal):
+def internal_boot(bus, internal, boots=2):
     """The stick (the `single` pool's disk, on USB, its ESP holding the EFI image) in a
     machine whose own disks on `bus` hold another pool named rpool (`internal`, a set),
-    booted by OVMF with empty variables."""
+    booted by OVMF with empty variables, `boots` times in a row on the same disks."""
     def scenario(lab, e):
         tag = f"u-{bus}"
         stick = lab.disk("single", 0, tag)
@@ -127,20 +128,26 @@ def internal_boot(bus, internal):
             put(stick, {"EFI/BOOT/BOOTX64.EFI": f.read()})
         own = [lab.disk(internal, i, tag) for i in range(len(lab.images[internal]["disks"]))]
         before = [sha_file(d) for d in own]
-        r = lab.boot(tag, [(d, bus) for d in own] + [(stick, "usb")], firmware=True, timeout=300)
-        booted(r, "debian", e, child="yes")
-        got = str(((r.report or {}).get("pool") or {}).get("guid"))
-        check(got == lab.guid("single"), f"booted pool {got}, not the stick's {lab.guid('single')} (the machine's is {lab.guid(internal)})", e)
-        pin = ((r.report or {}).get("trust") or {}).get("pin") or {}
-        check(pin.get("state") == "active", f"the image's pin was not used: {pin}", e)
-        # The firmware had no kernel to start but the stick's file: systemd's stub says which
-        # ESP it came from, zroam read that, and zroam ran as the ramdisk's /init.
-        esp = str(((r.report or {}).get("booted_esp") or {}).get("partuuid")).lower()
-        check(esp == partuuid(stick, 1), f"booted from ESP {esp}, not the stick's {partuuid(stick, 1)}", e)
-        check((r.report or {}).get("mode") == "init", f"zroam ran as {(r.report or {}).get('mode')}, not the ramdisk's /init", e)
-        after = [sha_file(d) for d in own]
-        check(before == after, f"the machine's own disks changed: {[os.path.basename(d) for d, b, a in zip(own, before, after) if b != a]}", e)
-        r.note = f"BE init at {r.be and r.be['uptime']} s; the machine's {internal} pool on {bus} untouched"
+        inits = []
+        for n in range(boots):
+            r = lab.boot(f"{tag}-{n}", [(d, bus) for d in own] + [(stick, "usb")], firmware=True, timeout=300)
+            booted(r, "debian", e, child="yes")
+            rep = r.report or {}
+            got = str((rep.get("pool") or {}).get("guid"))
+            check(got == lab.guid("single"), f"boot {n}: pool {got}, not the stick's {lab.guid('single')} (the machine's is {lab.guid(internal)})", e)
+            pin = (rep.get("trust") or {}).get("pin") or {}
+            check(pin.get("state") == "active", f"boot {n}: the image's pin was not used: {pin}", e)
+            # The firmware had no kernel to start but the stick's file: systemd's stub says
+            # which ESP it came from, zroam read that, and zroam ran as the ramdisk's /init.
+            esp = str((rep.get("booted_esp") or {}).get("partuuid")).lower()
+            check(esp == partuuid(stick, 1), f"boot {n}: from ESP {esp}, not the stick's {partuuid(stick, 1)}", e)
+            check(rep.get("mode") == "init", f"boot {n}: zroam ran as {rep.get('mode')}, not the ramdisk's /init", e)
+            after = [sha_file(d) for d in own]
+            check(before == after, f"boot {n}: the machine's own disks changed: "
+                                   f"{[os.path.basename(d) for d, b, a in zip(own, before, after) if b != a]}", e)
+            inits.append(r.be["uptime"] if r.be else None)
+        ok = sum(i is not None for i in inits)
+        r.note = f"{ok} of {boots} boots: the stick's root (BE init at {inits} s); {internal} on {bus} untouched"
         return r
     return scenario
 
