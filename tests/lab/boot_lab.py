@@ -615,14 +615,16 @@ def s16_same_hostid_stick(lab, e):
     refused(r, "choose-pool", e, words=[real, stick, "zroam.pool="])
     check(not (r.report or {}).get("import"), "a pool was imported although the choice was refused", e)
     runs = []
-    for i in range(5):
+    # Five runs show the pin wins whatever order the disks come in; on another OpenZFS row
+    # (whose labels and zpool differ, not the discovery) two show it still holds.
+    for i in range(2 if ROW else 5):
         r2 = lab.boot(f"s16p{i}", disks(f"s16p{i}"), extra={PIN: lab.pin("mirror")})
         booted(r2, "debian", e, child="yes")
         got = str(((r2.report or {}).get("pool") or {}).get("guid"))
         check(got == real, f"run {i}: booted pool {got}, not the pinned {real}", e)
         check(trust_of(r2).get("pin", {}).get("state") == "active", f"run {i}: pin {trust_of(r2).get('pin')}", e)
         runs.append((r2.be or {}).get("uptime") or 0)
-    r.note = f"unpinned: refused; pinned: 5 of 5 booted the root (BE init {min(runs):.1f}-{max(runs):.1f} s)"
+    r.note = f"unpinned: refused; pinned: {len(runs)} of {len(runs)} booted the root (BE init {min(runs):.1f}-{max(runs):.1f} s)"
     return r
 
 

@@ -43,9 +43,13 @@ import boot_lab
 from vmlab import BOOT_SETS, CACHE, HERE, OURS, Lab, boot_images, ssh_key, generator_initrd, generator_lab, lab_args, lab_jobs, log, print_table, run_parallel, run_scenario, sh
 
 KINDS = ["dracut-systemd", "dracut-shell", "initramfs-tools"]
-SCENARIOS = ["1-mirror", "2-usb-degraded", "12-luks-mirror"]
+# The degraded mirror moved to USB is the plain boot through each image: zroam's import
+# from the generator's hook, with udev's devices; the whole mirror in place tells nothing
+# more (the boot lab and `make bench` boot it in place), and leaving it out keeps
+# `make check` within its time.
+SCENARIOS = ["2-usb-degraded", "12-luks-mirror"]
 # The real mkinitcpio runs the generator lab's whole set (it has no other lab).
-MKINITCPIO_SCENARIOS = ["1-mirror", "2-usb-degraded", "5-foreign-stick", "6-name-collision", "12-luks-mirror"]
+MKINITCPIO_SCENARIOS = ["2-usb-degraded", "5-foreign-stick", "6-name-collision", "12-luks-mirror"]
 # Beside the stock module what differs is who imports: the degraded mirror and the name
 # collision (the stock module would import by name) tell it; the rest is zroam's own
 # decision, the same in both images. (The whole mirror in place told nothing the degraded

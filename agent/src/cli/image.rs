@@ -30,6 +30,11 @@ fn helper() -> PathBuf {
 pub fn dispatch(mut args: lexopt::Parser) -> ExitCode {
     use std::os::unix::process::CommandExt;
     let rest: Vec<std::ffi::OsString> = args.raw_args().map(|r| r.collect()).unwrap_or_default();
+    // The kernel hooks run `zroam image --hook` on every system: without a stick set up
+    // there is nothing to do, and nothing to say, whether the builder is installed or not.
+    if rest.iter().any(|a| a == "--hook") && !Path::new(conf::PATH).exists() {
+        return ExitCode::SUCCESS;
+    }
     let exe = std::env::current_exe().unwrap_or_else(|_| "/usr/sbin/zroam".into());
     let dir = exe.parent().unwrap_or(Path::new("/usr/sbin"));
     let beside = dir.join("zroam-image");
