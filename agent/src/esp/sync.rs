@@ -234,7 +234,7 @@ const CHUNK: usize = 1 << 20;
 /// place, fsync the directory: a crash leaves the old file or the new one. Past the
 /// deadline the temporary is removed and the old file stays.
 fn write_atomic(src: &mut dyn Read, to: &Path, deadline: Instant) -> Result<(), EspError> {
-    let tmp = PathBuf::from(format!("{}{TMP_SUFFIX}", to.display()));
+    let tmp = temporary(to);
     let mut dst = fs::File::create(&tmp).map_err(io(&tmp))?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut since_check = 0usize;
@@ -264,13 +264,24 @@ fn write_atomic(src: &mut dyn Read, to: &Path, deadline: Instant) -> Result<(), 
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    fs::rename(&tmp, to).map_err(io(to))?;
+    rename_synced(&tmp, to).map_err(io(to))
+}
+
+/// The name `to` is written under before its rename: the ESP's tree knows it as zroam's
+/// temporary (never mirrored; removed from a secondary when a sync was cut off).
+pub(crate) fn temporary(to: &Path) -> PathBuf {
+    PathBuf::from(format!("{}{TMP_SUFFIX}", to.display()))
+}
+
+/// Renames `from` to `to` on an ESP and makes the rename durable.
+pub(crate) fn rename_synced(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::rename(from, to)?;
     // On FAT the directory entry of a renamed file (where it starts, how long it is) is
     // written with the file's inode, not with its directory: without this fsync the old
     // entry can stay on the disk while the old clusters are freed (seen in the lab after a
     // crash: a file of the old size pointing at free clusters).
     if let Ok(f) = fs::File::open(to) {
-        f.sync_all().map_err(io(to))?;
+        f.sync_all()?;
     }
     if let Some(parent) = to.parent() {
         fsync_dir(parent);

@@ -291,8 +291,11 @@ pub fn build(o: &Options, out: &Path) -> R<Built> {
     fs::copy(&o.zroam, root.join("init")).map_err(|e| format!("{}: {e}", o.zroam.display()))?;
     std::os::unix::fs::symlink("/init", root.join("bin/zroam")).map_err(|e| e.to_string())?;
 
-    let list = |v: &str| helper(o, "eval", &[&format!("echo \"${v}\"")]).map(|s| words(&s));
-    let (storage, luks_drivers, esp_drivers) = (list("zroam_storage_drivers")?, list("zroam_luks_drivers")?, list("zroam_esp_drivers")?);
+    // The helper's three driver lists, a line each, from one run of it.
+    let lists = helper(o, "eval", &[r#"printf '%s\n' "$zroam_storage_drivers" "$zroam_luks_drivers" "$zroam_esp_drivers""#]);
+    let lists: Vec<Vec<String>> = lists?.lines().map(words).collect();
+    let [storage, luks_drivers, esp_drivers] =
+        <[Vec<String>; 3]>::try_from(lists).map_err(|l| format!("{}: {} driver lists, not 3", o.helper.display(), l.len()))?;
     let luks = o.luks.unwrap_or_else(Builder::host_uses_luks);
 
     // Programs: OpenZFS's first (another userland's libraries share sonames with the

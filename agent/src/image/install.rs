@@ -2,9 +2,12 @@
 //! `EFI/BOOT/BOOTX64.EFI`, which any UEFI firmware boots with no boot entry. What was there
 //! is kept: the image zroam installed before as `EFI/zroam/previous.efi` (a fallback the
 //! firmware's boot-from-file menu can start), a file zroam did not write as
-//! `EFI/zroam/original.efi`, never overwritten. Each file is written beside its place and
-//! renamed over it, so a power cut leaves the old file or the new one.
+//! `EFI/zroam/original.efi`, never overwritten. Each file is written beside its place under
+//! the ESP sync's temporary name and renamed over it as the sync renames (`esp::sync`), so
+//! a power cut leaves the old file or the new one, and a cut-off temporary is never
+//! mirrored.
 
+use crate::esp::sync::{rename_synced, temporary};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
@@ -28,11 +31,11 @@ fn hex(b: &[u8]) -> String {
     Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Writes `data` beside `path` (a hidden name), synced; the caller renames it into place.
+/// Writes `data` under `path`'s temporary name (the one the ESP sync writes under and
+/// knows), synced; the caller renames it into place.
 fn stage(path: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.zroam-new", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    let tmp = temporary(path);
     let written = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(data)?;
@@ -45,10 +48,6 @@ fn stage(path: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
             Err(e)
         }
     }
-}
-
-fn sync_dir(p: &Path) -> std::io::Result<()> {
-    fs::File::open(p.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 /// Is `dir` on a FAT file system (an ESP)?
@@ -102,24 +101,24 @@ pub fn install(esp: &Path, image: &[u8]) -> Result<Done, String> {
     let placed = (|| {
         if let Some(k) = &keep {
             fs::create_dir_all(k.parent().unwrap_or(esp)).map_err(|e| say(k, e))?;
-            fs::rename(&boot, k).map_err(|e| say(k, e))?;
+            rename_synced(&boot, k).map_err(|e| say(k, e))?;
         }
-        if let Err(e) = fs::rename(&tmp, &boot) {
+        if let Err(e) = rename_synced(&tmp, &boot) {
             // Put the old one back rather than leave no loader at the path.
             if let Some(k) = &keep {
                 let _ = fs::rename(k, &boot);
             }
             return Err(say(&boot, e));
         }
-        sync_dir(&boot).map_err(|e| say(&boot, e))
+        Ok(())
     })();
     if let Err(e) = placed {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
     let record = esp.join(RECORD);
-    let rec = stage(&record, format!("{new}\n").as_bytes()).and_then(|t| fs::rename(t, &record));
-    rec.and_then(|_| sync_dir(&record)).map_err(|e| say(&record, e))?;
+    let rec = stage(&record, format!("{new}\n").as_bytes()).and_then(|t| rename_synced(&t, &record));
+    rec.map_err(|e| say(&record, e))?;
     Ok(Done::Installed { kept: keep })
 }
 
@@ -164,6 +163,9 @@ mod tests {
         let d = esp("empty");
         assert_eq!(install(&d, b"uki"), Ok(Done::Installed { kept: None }));
         assert_eq!(fs::read_to_string(d.join(RECORD)).unwrap().trim(), hex(b"uki"));
+        // Nothing left under a temporary name.
+        let boot_dir: Vec<_> = fs::read_dir(d.join("EFI/BOOT")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(boot_dir, [std::ffi::OsString::from("BOOTX64.EFI")]);
         assert!(!on_fat(&d), "a temporary directory is not an ESP");
         fs::remove_dir_all(&d).unwrap();
     }
