@@ -13,6 +13,8 @@ set -euo pipefail
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=each.sh
 source "$LAB_DIR/each.sh"
+# shellcheck source=slots.sh
+source "$LAB_DIR/slots.sh"
 export ZROAM_LAB_CACHE=${ZROAM_LAB_CACHE:-/var/cache/zroam-lab}
 # The lab's OpenZFS row. Unset: the host's OpenZFS (DKMS modules for the newest host
 # kernel that has them, the host's zpool). LAB_ROW=zfs21: Debian 12's own OpenZFS 2.1.11
@@ -183,7 +185,8 @@ lab_run_job() {
   truncate -s 64M "$work/out.img"
   args+=(-drive "file=$work/out.img,format=raw,if=virtio")
   local t0=$SECONDS
-  if ! timeout "${LAB_JOB_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp "${LAB_JOB_SMP:-2}" -m 2048 -nographic \
+  # The guest's vCPUs hold the host's cores (slots.sh) while it runs.
+  if ! lab_slots "${LAB_JOB_SMP:-2}" timeout "${LAB_JOB_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp "${LAB_JOB_SMP:-2}" -m 2048 -nographic \
       -no-reboot -nodefaults -serial stdio -kernel "$LAB_KERNEL" -initrd "$work/initrd" \
       -append "console=ttyS0 panic=-1 quiet lab.out=$(lab_disk_name $n)" "${args[@]}" > "$outdir/serial.log" 2>&1; then
     lab_log "builder VM failed or timed out; serial log: $outdir/serial.log"

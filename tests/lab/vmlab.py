@@ -9,6 +9,7 @@ interrupted; work dirs are private (kept on failure for their logs).
 """
 import atexit
 import concurrent.futures
+import fcntl
 import functools
 import json
 import os
@@ -181,15 +182,88 @@ def exit_on_signal():
         signal.signal(s, stop)
 
 
-class Vm:
-    """One QEMU guest on the serial console; `expect` reads until a pattern (or the end)."""
+# The host's cores as lock files that every lab process shares (tests/lab/slots.sh is the
+# shell's side): a guest holds one per vCPU for its life, a compile as many as it runs jobs.
+# `make check` runs two suites side by side; with the slots they never put more busy vCPUs
+# on the host than it has cores (a guest's timeouts assume its share), and a guest that
+# runs alone because it asserts timings has the host to itself.
+SLOTS = os.path.join(CACHE, ".slots")
 
-    def __init__(self, args, work):
+
+def slot_count():
+    return max(1, int(os.environ.get("LAB_SLOTS") or os.cpu_count() or 1))
+
+
+def take_slots(k):
+    """k slots (at most all of them), waiting as long as it takes; returns their open files,
+    which hold them until closed (or the process ends). Whoever holds the turnstile takes
+    slots as they come free, so a guest that wants all of them is not starved by single ones."""
+    n = slot_count()
+    k = max(1, min(k, n))
+    os.makedirs(SLOTS, exist_ok=True)
+    turn = open(os.path.join(SLOTS, "turnstile"), "w")
+    held = {}
+    try:
+        # Polled, not blocking: a run that is stopping must not sit in flock.
+        while not _try_lock(turn):
+            _wait_slot()
+        while len(held) < k:
+            for i in range(n):
+                if i not in held and len(held) < k:
+                    f = open(os.path.join(SLOTS, f"slot{i}"), "w")
+                    if _try_lock(f):
+                        held[i] = f
+                    else:
+                        f.close()
+            if len(held) < k:
+                _wait_slot()
+    except BaseException:
+        for f in held.values():
+            f.close()
+        raise
+    finally:
+        turn.close()
+    return list(held.values())
+
+
+def _try_lock(f):
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _wait_slot():
+    if _stopping:
+        raise RuntimeError("the lab run is stopping")
+    time.sleep(0.1)
+
+
+class Vm:
+    """One QEMU guest on the serial console; `expect` reads until a pattern (or the end). It
+    holds a slot per vCPU (take_slots) from its start until it is killed."""
+
+    def __init__(self, args, work, slots=None):
+        """slots: how many to hold; the guest's vCPUs unless given (0 for a guest that idles
+        beside the scenario's own, which would otherwise wait on it for ever)."""
         if _stopping:  # worker threads must not start guests once the run is stopping
             raise RuntimeError("the lab run is stopping")
         self.out = b""
-        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=work)
+        if slots is None:
+            slots = int(args[args.index("-smp") + 1]) if "-smp" in args else 1
+        self.slots = take_slots(slots) if slots else []
+        try:
+            self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=work)
+        except BaseException:
+            self.release()
+            raise
         _live.add(self.p)
+
+    def release(self):
+        for f in self.slots:
+            f.close()
+        self.slots = []
 
     def pump(self, until):
         while time.monotonic() < until:
@@ -230,6 +304,7 @@ class Vm:
             self.p.kill()
         self.p.wait()
         _live.discard(self.p)
+        self.release()
 
     def finish(self, timeout):
         """Reads to the end (at most `timeout` s), then the guest is gone; returns the console."""

@@ -34,6 +34,8 @@ if [ -d "$final" ]; then
 fi
 
 log() { echo "zfs21: $*" >&2; }
+# shellcheck source=slots.sh
+source "$(dirname "$0")/slots.sh"
 t_start=$SECONDS
 
 # Two lab runs (or the Debian lab and the 2.1 boot row) that start together must not both
@@ -135,13 +137,15 @@ fi
 log "building OpenZFS ${zver%%-*} modules for $kver"
 cp -a "$tmp/hdr/usr/src/$zsrc" "$tmp/build"
 t_build=$SECONDS
-(
+compile() {
   cd "$tmp/build"
   ./configure -q --prefix=/usr --with-config=kernel --with-linux="$hsrc" --with-linux-obj="$hobj"
   # -g0: the kernel's config asks for debug info, which DKMS strips from the modules
   # anyway; not making it takes a third off the compile.
   make -s -j"$(nproc)" KCFLAGS=-g0
-) >"$tmp/build.log" 2>&1 || {
+}
+# A job per core: it holds every core's slot (slots.sh), as the lab's guests do theirs.
+(lab_slots "$(nproc)" compile) >"$tmp/build.log" 2>&1 || {
   tail -n 40 "$tmp/build.log" >&2
   log "OpenZFS build failed (log above)"
   exit 1
