@@ -120,7 +120,7 @@ lab-debian: setup deb
 # kernel update's packages), time the generator lab's guests fill; the host's cores are
 # lock files (tests/lab/slots.sh) that every guest and compile holds one of per vCPU or
 # job, so together they never run more than the host has.
-lab-gen-debian: build setup deb
+lab-gen-debian: build setup
 	$(MAKE) --no-print-directory -O -j2 lab-gen lab-debian LAB_DEBIAN_SMP=1
 
 # Boots a mirror's second disk alone, over USB: zroam's log, the report, the BE's marker.

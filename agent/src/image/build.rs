@@ -161,17 +161,19 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// A program by name: from the other OpenZFS userland for zpool and zfs, else PATH.
+    /// A program: an absolute path as it is; a name from the other OpenZFS userland
+    /// (`--zfs-root`) when that tree has it (zpool and zfs, and any program of its own such
+    /// as mount.zfs, so that the image never mixes two OpenZFS releases), else from PATH.
     fn find(&self, name: &str) -> Option<PathBuf> {
+        if name.starts_with('/') {
+            return Path::new(name).is_file().then(|| PathBuf::from(name));
+        }
         if let Some(r) = &self.o.zfs_root {
             if let Some(p) =
                 ["sbin", "usr/sbin", "bin", "usr/bin", "usr/local/sbin"].iter().map(|d| r.join(d).join(name)).find(|p| p.is_file())
             {
                 return Some(p);
             }
-        }
-        if name.starts_with('/') {
-            return Path::new(name).is_file().then(|| PathBuf::from(name));
         }
         let path = std::env::var("PATH").unwrap_or_default();
         let found =
