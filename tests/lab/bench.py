@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 
-from vmlab import OURS, Lab, exit_on_signal, generator_initrd, generator_lab, kver, log
+from vmlab import SPL_HOSTID, Lab, exit_on_signal, generator_initrd, generator_lab, kver, log
 
 PATHS = {
     # name: (how the ramdisk is made, zroam inside?)
@@ -59,7 +59,7 @@ SCENARIOS = ["in-place", "usb-moved", "scale-1", "scale-8", "scale-32"]
 # the hostid: its image lacks /etc/hostid, so without spl.spl_hostid= (Arch users' way
 # round it) the lab's pools are "previously in use from another system" and it panics.
 APPEND = "root=ZFS=rpool/ROOT/debian"
-APPENDS = {"stock-mkinitcpio": f"{APPEND} rw spl.spl_hostid=0x{OURS}"}
+APPENDS = {"stock-mkinitcpio": f"{APPEND} rw {SPL_HOSTID}"}
 TARGETS = {"ratio": 0.8, "init_ratio": 0.5, "settle_s": 0.3, "cpu_ms": 50.0, "probe_ratio": 2.0, "binary_mib": 2.0,
            "rss_mib": 8.0}
 # Each zroam path and the stock path of the same generator.

@@ -41,7 +41,7 @@ import time
 
 import be_lab
 import boot_lab
-from vmlab import BOOT_SETS, CACHE, HERE, OURS, Lab, boot_images, ssh_key, generator_initrd, generator_lab, lab_args, lab_jobs, log, print_table, run_parallel, run_scenario, sh
+from vmlab import BOOT_SETS, CACHE, HERE, SPL_HOSTID, Lab, boot_images, ssh_key, generator_initrd, generator_lab, lab_args, lab_jobs, log, print_table, run_parallel, run_scenario, sh
 
 # The degraded mirror moved to USB is the plain boot through each image: zroam's import
 # from the generator's hook, with udev's devices; the whole mirror in place tells nothing
@@ -125,7 +125,7 @@ def image(binary, case):
 # another one is "previously in use from another system" (archzfs issue 603): Arch's users
 # give the hostid as spl.spl_hostid=, as most boots here do. The disks are those of
 # boot_lab's scenarios; each boot: (tag, disks, command line).
-HOSTID = f"spl.spl_hostid=0x{OURS}"
+HOSTID = SPL_HOSTID
 STOCK_ONLY = {
     "2-usb-degraded": [(t, lambda lab, t: [(lab.disk("mirror", 1, t), "usb")], a) for t, a in (
         ("s2a", "root=ZFS=rpool/ROOT/debian rw"), ("s2b", f"root=ZFS=rpool/ROOT/debian rw {HOSTID}"))],

@@ -31,6 +31,9 @@ OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 # The lab's hostids: the builder's for "our" pools, and another host's.
 OURS, FOREIGN = "5eed1234", "0badcafe"
+# The hostid given on the command line, for images that carry no /etc/hostid (archzfs's
+# mkinitcpio hook leaves it out; Arch users add this).
+SPL_HOSTID = f"spl.spl_hostid=0x{OURS}"
 # The pool sets (boot-images.sh) every boot lab loads.
 BOOT_SETS = ("mirror", "single", "foreign", "mmp", "luks", "native", "keyfile", "lostkey", "snaps")
 SHELL_CMD = ("echo ZROAM-REPORT-''BEGIN; cat /run/zroam/report.json; echo; echo ZROAM-REPORT-''END; "
