@@ -2,7 +2,7 @@
 """zroam inside the real generators' ramdisks: dracut (with and without systemd in the
 initramfs) and initramfs-tools, each built by the generator itself from a `make install
 DESTDIR=…` staging (tests/lab/gen-images.sh), alone and beside OpenZFS's own zfs-dracut /
-zfs-initramfs. Each image boots scenarios 1, 2 and 12 (ZFS on LUKS: the passphrase is
+zfs-initramfs. Each image boots scenarios 2 and 12 (ZFS on LUKS: the passphrase is
 typed at zroam's console prompt, or at systemd's console agent in a systemd image) of the
 boot lab, those beside the stock module 2 and 6-collision-settled (scenario 6 without its
 zroam.pool= boot); zroam must be the one that mounts the root (its report says "mounted"),
@@ -125,14 +125,13 @@ def image(binary, case):
 # another one is "previously in use from another system" (archzfs issue 603): Arch's users
 # give the hostid as spl.spl_hostid=, as most boots here do. The disks are those of
 # boot_lab's scenarios; each boot: (tag, disks, command line).
-HOSTID = SPL_HOSTID
 STOCK_ONLY = {
     "2-usb-degraded": [(t, lambda lab, t: [(lab.disk("mirror", 1, t), "usb")], a) for t, a in (
-        ("s2a", "root=ZFS=rpool/ROOT/debian rw"), ("s2b", f"root=ZFS=rpool/ROOT/debian rw {HOSTID}"))],
+        ("s2a", "root=ZFS=rpool/ROOT/debian rw"), ("s2b", f"root=ZFS=rpool/ROOT/debian rw {SPL_HOSTID}"))],
     "5-foreign-stick": [(t, lambda lab, t: [(lab.disk("foreign", 0, t), "usb")], a) for t, a in (
-        ("s5a", f"root=ZFS=rpool/ROOT/foreign rw {HOSTID}"), ("s5b", f"root=ZFS=rpool/ROOT/foreign rw {HOSTID} zfs_force=1"))],
+        ("s5a", f"root=ZFS=rpool/ROOT/foreign rw {SPL_HOSTID}"), ("s5b", f"root=ZFS=rpool/ROOT/foreign rw {SPL_HOSTID} zfs_force=1"))],
     "6-name-collision": [(t, lambda lab, t: [(lab.disk("single", 0, t), "virtio"), (lab.disk("foreign", 0, t), "usb")], a)
-                         for t, a in (("s6a", f"root=ZFS=rpool/ROOT/debian rw {HOSTID}"), ("s6b", f"root=zfs rw {HOSTID}"))],
+                         for t, a in (("s6a", f"root=ZFS=rpool/ROOT/debian rw {SPL_HOSTID}"), ("s6b", f"root=zfs rw {SPL_HOSTID}"))],
 }
 # What the stock hook, mkinitcpio's init and the kernel say when a boot goes wrong.
 STOCK_SAYS = re.compile(r"(ZFS: .*|cannot import .*|.*more than one matching pool.*|Kernel panic.*|"

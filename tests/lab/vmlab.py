@@ -194,7 +194,9 @@ SLOTS = os.path.join(CACHE, ".slots")
 
 
 def slot_count():
-    return max(1, int(os.environ.get("LAB_SLOTS") or os.cpu_count() or 1))
+    """LAB_SLOTS, else the cores this process may run on: what slots.sh's nproc counts, so
+    that both sides agree on the number of lock files."""
+    return max(1, int(os.environ.get("LAB_SLOTS") or len(os.sched_getaffinity(0))))
 
 
 def take_slots(k):
